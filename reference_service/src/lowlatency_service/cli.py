@@ -1,0 +1,59 @@
+"""Command line of the reference service: ``lowlatency-service serve|bench|compare``.
+
+The subcommand modules import grpc; they are imported only after the runtime
+profile (CPU affinity, gRPC experiments) has been applied, because threads
+that gRPC starts inherit the affinity the process has at ``import grpc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> module; each module has add_arguments(parser) and run(args) -> int
+SUBCOMMANDS = {
+    "serve": "lowlatency_service.serve",
+    "bench": "lowlatency_service.bench",
+    "compare": "lowlatency_service.compare",
+}
+
+HELP = {
+    "serve": "run the reference gRPC service",
+    "bench": "load a running service and gate on latency percentiles",
+    "compare": "benchmark default vs tuned vs raw TCP side by side on this machine",
+}
+
+
+class UsageError(Exception):
+    """Bad arguments found after parsing (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lowlatency-service", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name + "_args")
+        module.add_arguments(sub.add_parser(name, help=HELP[name], description=HELP[name]))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from lowlatency_service import runtime
+
+    try:
+        runtime.apply_process_profile(args)
+        module = importlib.import_module(SUBCOMMANDS[args.command])
+        return int(module.run(args))
+    except UsageError as exc:
+        parser.error(str(exc))  # exits 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
