@@ -1,0 +1,1 @@
+"""Reference gRPC service, load generator and latency gate of the lowlatency.tuning collection."""
