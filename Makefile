@@ -45,6 +45,11 @@ lint: setup  ## ruff, yamllint, ansible-lint and the generated-code check
 sanity: setup  ## ansible-test sanity from an ansible_collections/ path
 	rm -rf build/collections && mkdir -p $(COLLECTION_ROOT)
 	git ls-files -co --exclude-standard | grep -v '^reference_service/' | rsync -a --files-from=- . $(COLLECTION_ROOT)/
+	# ansible-test fetches its pip bootstrap script from a host outside the package
+	# index; a stand-in in its cache installs the same pins from the index.
+	pip_version=$$(grep -oP "pip='\K[0-9.]+" $$($(BIN)/python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py); \
+	mkdir -p $(HOME)/.ansible/test/cache && \
+	  cp tests/sanity/get_pip_from_index.py $(HOME)/.ansible/test/cache/get_pip_$${pip_version//./_}.py
 	cd $(COLLECTION_ROOT) && git init -q && git add -A && \
 	  PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/ansible-test sanity --venv --requirements --python 3.11
 
