@@ -1,0 +1,368 @@
+"""The reference gRPC service: ``lowlatency.v1.LatencyService/Echo`` on a sync grpc server.
+
+Python API (used by the tests and by ``compare``)::
+
+    from lowlatency_service.serve import start_server
+
+    running = start_server("127.0.0.1", 0, "tuned", cpus=[1], downstream=None,
+                           metrics_port=None, max_concurrent_rpcs=256)
+    running.port         # the bound TCP port (the real one when 0 was asked for)
+    running.address      # "127.0.0.1:PORT", for grpc.insecure_channel()
+    running.metrics_port # None unless metrics_port was given
+    running.stop(grace=1.0)  # health NOT_SERVING, refuse new RPCs, let in-flight ones finish
+
+Process-wide measures (CPU affinity, GRPC_EXPERIMENTS, memory lock) are not
+applied here: they must precede ``import grpc`` and belong to
+``runtime.apply_process_profile``, which ``lowlatency-service serve`` calls.
+``start_server`` applies the rest of the profile: server options, worker
+threads (sized from ``cpus``), and for ``tuned`` a self warm-up followed by
+``runtime.after_warmup`` (gc freeze).
+
+Behaviour: ``Echo`` runs ``work_iterations`` rounds of a 64-bit LCG seeded
+with ``request_id`` (result in ``work_result``); a payload over 1 KiB or more
+than ``MAX_WORK_ITERATIONS`` rounds is INVALID_ARGUMENT. In chain mode
+(``downstream``) the request is forwarded over one long-lived channel before
+the reply, ``hops`` counts the instances passed, and a downstream failure
+returns the downstream's status (UNAVAILABLE when it cannot be reached).
+More than ``max_concurrent_rpcs`` RPCs in flight are refused with
+RESOURCE_EXHAUSTED. Health (``grpc.health.v1``) reports SERVING for "" and
+the service until shutdown begins, then NOT_SERVING; reflection is on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import NoReturn
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from lowlatency_service import runtime
+from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
+from lowlatency_service.cli import UsageError
+
+log = logging.getLogger("lowlatency_service.serve")
+
+SERVICE_NAME = latency_pb2.DESCRIPTOR.services_by_name["LatencyService"].full_name
+MAX_PAYLOAD_BYTES = 1024
+# About 0.1 s of handler time: a benchmark knob, not a way to occupy the server.
+MAX_WORK_ITERATIONS = 1_000_000
+WARMUP_REQUESTS = 500
+DOWNSTREAM_CONNECT_TIMEOUT_S = 2.0
+
+_MASK64 = (1 << 64) - 1
+_LCG_MULTIPLIER = 6364136223846793005  # Knuth's MMIX constants
+_LCG_INCREMENT = 1442695040888963407
+
+# Sub-millisecond resolution where the service lives, coarse above.
+LATENCY_BUCKETS_S = (
+    *(us / 1e6 for us in (10, 25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750)),
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+    1.0,
+)
+
+
+def work(seed: int, iterations: int) -> int:
+    """The handler's deterministic work: `iterations` steps of a 64-bit LCG from `seed`."""
+    value = seed
+    for _ in range(iterations):
+        value = (value * _LCG_MULTIPLIER + _LCG_INCREMENT) & _MASK64
+    return value
+
+
+class Metrics:
+    """Prometheus metrics of one server, in their own registry (several servers per process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "lowlatency_server_handler_seconds",
+            "Time spent in the Echo handler, including the downstream call in chain mode",
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "lowlatency_server_requests",
+            "Echo requests handled, by gRPC status code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "lowlatency_server_errors",
+            "Echo requests answered with an error, by gRPC status code",
+            ["code"],
+            registry=self.registry,
+        )
+        # Resolved once: a labels() lookup per request is avoidable work.
+        self._ok = self.requests.labels(grpc.StatusCode.OK.name)
+
+    def ok(self, seconds: float) -> None:
+        self.latency.observe(seconds)
+        self._ok.inc()
+
+    def error(self, seconds: float, code: grpc.StatusCode) -> None:
+        self.latency.observe(seconds)
+        self.requests.labels(code.name).inc()
+        self.errors.labels(code.name).inc()
+
+
+class LatencyServicer(latency_pb2_grpc.LatencyServiceServicer):
+    """Echo with deterministic work; no logging or locking on the request path."""
+
+    def __init__(self, downstream_target: str | None, channel: grpc.Channel | None) -> None:
+        self._downstream_target = downstream_target
+        self._downstream = (
+            latency_pb2_grpc.LatencyServiceStub(channel).Echo if channel is not None else None
+        )
+        self.metrics: Metrics | None = None  # set after warm-up so it does not count
+
+    def _fail(
+        self, context: grpc.ServicerContext, start: float, code: grpc.StatusCode, details: str
+    ) -> NoReturn:
+        if self.metrics is not None:
+            self.metrics.error(time.perf_counter() - start, code)
+        context.abort(code, details)  # raises, ending the RPC with this status
+
+    def Echo(  # the name is fixed by the proto
+        self, request: latency_pb2.EchoRequest, context: grpc.ServicerContext
+    ) -> latency_pb2.EchoReply:
+        start = time.perf_counter()
+        if len(request.payload) > MAX_PAYLOAD_BYTES:
+            self._fail(
+                context,
+                start,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"payload is {len(request.payload)} bytes, at most {MAX_PAYLOAD_BYTES} allowed",
+            )
+        if request.work_iterations > MAX_WORK_ITERATIONS:
+            self._fail(
+                context,
+                start,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"work_iterations is {request.work_iterations}, at most {MAX_WORK_ITERATIONS}",
+            )
+        result = work(request.request_id, request.work_iterations)
+        hops = 1
+        if self._downstream is not None:
+            try:
+                hops += self._downstream(request, timeout=context.time_remaining()).hops
+            except grpc.RpcError as exc:
+                # A connection failure already arrives as UNAVAILABLE; any other
+                # status is the downstream's answer and is passed on as such.
+                self._fail(
+                    context,
+                    start,
+                    exc.code(),
+                    f"downstream {self._downstream_target}: {exc.details()}",
+                )
+        reply = latency_pb2.EchoReply(
+            request_id=request.request_id,
+            client_send_ns=request.client_send_ns,
+            work_result=result,
+            hops=hops,
+            payload=request.payload,
+        )
+        if self.metrics is not None:
+            self.metrics.ok(time.perf_counter() - start)
+        return reply
+
+
+@dataclass
+class RunningServer:
+    """A started server; see the module docstring."""
+
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    address: str
+    profile: str
+    workers: int
+    metrics_port: int | None = None
+    uds: str | None = None
+    _downstream_channel: grpc.Channel | None = None
+    _metrics_httpd: object | None = None
+    _executor: futures.ThreadPoolExecutor | None = None
+    _stopped: bool = field(default=False, init=False)
+
+    def enter_graceful_shutdown(self) -> None:
+        """Report NOT_SERVING on every health service name; RPCs still served."""
+        self.health.enter_graceful_shutdown()
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """NOT_SERVING, refuse new RPCs, wait up to `grace` s for in-flight ones, free all."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        if self._downstream_channel is not None:
+            self._downstream_channel.close()
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()  # type: ignore[attr-defined]
+            self._metrics_httpd.server_close()  # type: ignore[attr-defined]
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+
+def _bind_address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def _connect_downstream(target: str, profile: str) -> grpc.Channel:
+    """One long-lived channel, connected now so the first request does not pay for it."""
+    channel = grpc.insecure_channel(target, options=runtime.channel_options(profile))
+    try:
+        grpc.channel_ready_future(channel).result(timeout=DOWNSTREAM_CONNECT_TIMEOUT_S)
+    except grpc.FutureTimeoutError:
+        log.warning(
+            "downstream %s not reachable yet; requests fail with UNAVAILABLE until it is", target
+        )
+    return channel
+
+
+def _warm_up(address: str, profile: str) -> None:
+    """Run the request path a few hundred times (imports, caches, allocator pools)."""
+    request = latency_pb2.EchoRequest(payload=b"\0" * 64, work_iterations=10)
+    with grpc.insecure_channel(address, options=runtime.channel_options(profile)) as channel:
+        echo = latency_pb2_grpc.LatencyServiceStub(channel).Echo
+        for request_id in range(WARMUP_REQUESTS):
+            request.request_id = request_id
+            try:
+                echo(request, timeout=DOWNSTREAM_CONNECT_TIMEOUT_S)
+            except grpc.RpcError:
+                return  # e.g. the downstream is down: nothing more to warm
+
+
+def start_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    profile: str = "default",
+    *,
+    cpus: list[int] | None = None,
+    workers: int | None = None,
+    downstream: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    max_concurrent_rpcs: int | None = 256,
+    uds: str | None = None,
+) -> RunningServer:
+    """Start serving and return once the server is warm and SERVING (see module docstring)."""
+    if profile not in runtime.PROFILES:
+        raise ValueError(f"unknown profile {profile!r}")
+    if workers is None:
+        workers = runtime.worker_threads(profile, cpus, blocking_calls=downstream is not None)
+    channel = _connect_downstream(downstream, profile) if downstream else None
+    servicer = LatencyServicer(downstream, channel)
+    health_servicer = health.HealthServicer()
+    executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="echo")
+    server = grpc.server(
+        executor,
+        options=runtime.server_options(profile),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+    latency_pb2_grpc.add_LatencyServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bind = _bind_address(host, port)
+    try:
+        bound = server.add_insecure_port(bind)
+        if uds is not None:
+            server.add_insecure_port(f"unix:{uds}")
+    except RuntimeError as exc:  # grpcio raises here when the bind fails
+        if channel is not None:
+            channel.close()
+        raise OSError(f"cannot listen on {bind if uds is None else bind + ' / ' + uds}") from exc
+    address = _bind_address(host, bound)
+    server.start()
+
+    if profile == "tuned":
+        _warm_up(address, profile)
+        runtime.after_warmup(profile)
+    running = RunningServer(
+        server=server,
+        health=health_servicer,
+        port=bound,
+        address=address,
+        profile=profile,
+        workers=workers,
+        uds=uds,
+        _downstream_channel=channel,
+        _executor=executor,
+    )
+    if metrics_port is not None:
+        metrics = Metrics()
+        httpd, _ = start_http_server(metrics_port, metrics_host, registry=metrics.registry)
+        running.metrics_port = httpd.server_port
+        running._metrics_httpd = httpd
+        servicer.metrics = metrics
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return running
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cpus = runtime.resolve_cpus(args.cpus)
+    try:
+        running = start_server(
+            args.host,
+            args.port,
+            args.profile,
+            cpus=cpus,
+            workers=args.workers,
+            downstream=args.downstream,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+            max_concurrent_rpcs=args.max_concurrent_rpcs,
+            uds=args.uds,
+        )
+    except OSError as exc:
+        raise UsageError(str(exc)) from exc
+
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: shutting down (grace %.1f s)", signal.Signals(signum).name, args.grace)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    for measure in runtime.describe(args.profile):
+        log.info("tuned measure %s: %s [%s]", measure.name, measure.summary, measure.status)
+    extras = [f"profile={args.profile}", f"workers={running.workers}"]
+    if cpus is not None:
+        extras.append(f"cpus={runtime.format_cpulist(cpus)}")
+    if args.downstream:
+        extras.append(f"downstream={args.downstream}")
+    if running.metrics_port is not None:
+        extras.append(f"metrics={_bind_address(args.metrics_host, running.metrics_port)}")
+    if args.uds:
+        extras.append(f"uds={args.uds}")
+    print(f"lowlatency-service listening on {running.address} {' '.join(extras)}", flush=True)
+
+    stop_requested.wait()
+    running.enter_graceful_shutdown()
+    if args.drain:
+        time.sleep(args.drain)
+    running.stop(args.grace)
+    log.info("stopped")
+    return 0
