@@ -1,0 +1,461 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) lowlatency.tuning contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: setting
+short_description: Set one kernel runtime knob under /sys or /proc/sys, with a record to undo it
+version_added: 0.1.0
+description:
+  - Writes one value to a file under C(/sys/) or C(/proc/sys/) and reads it back.
+  - The first time the value is changed, the value the host had before is recorded in
+    C(<state_dir>/<owner>.json). Later runs never replace that original, so O(state=absent)
+    always restores what was there before the collection touched the knob.
+  - A knob the host does not have, or a write the kernel refuses (read-only sysfs in a
+    container, C(EINVAL) from a VM without the feature), is not a failure. The module
+    returns RV(status=skipped) with the reason, and the role goes on.
+  - Every call returns a RV(report) record for the role's C(<role>_report) fact.
+author:
+  - lowlatency.tuning contributors
+options:
+  path:
+    description:
+      - Absolute path of the knob. Must be under C(/sys/) or C(/proc/sys/).
+    type: path
+    required: true
+  value:
+    description:
+      - Value to write. Required with O(state=present).
+      - With O(compare=bracketed) this is the word to select, for example C(never).
+    type: str
+  state:
+    description:
+      - V(present) writes O(value) (recording the original first).
+      - V(absent) writes back the recorded original and drops the record. With nothing
+        recorded the knob is left as it is.
+    type: str
+    choices: [present, absent]
+    default: present
+  owner:
+    description:
+      - Name of the record to keep the original in, normally the role name.
+    type: str
+    required: true
+  compare:
+    description:
+      - How to compare the value read back with O(value).
+      - V(exact) compares the text with runs of whitespace collapsed (so C(4096 87380) matches
+        a tab-separated C(/proc/sys) value).
+      - V(bracketed) reads the selected word of a C(always madvise [never]) style file.
+      - V(cpulist) compares CPU sets given as cpulists (C(0-3) equals C(0,1,2,3)).
+      - V(mask) compares CPU sets given as hex masks (C(0f) equals C(00000000,0000000f)).
+      - V(int) compares integers.
+    type: str
+    choices: [exact, bracketed, cpulist, mask, int]
+    default: exact
+  state_dir:
+    description:
+      - Directory that holds the records.
+    type: path
+    default: /var/lib/lowlatency-tuning
+  reason:
+    description:
+      - Why this knob is set; copied into the report.
+    type: str
+  sysfs_root:
+    description:
+      - Directory that O(path) is resolved under. Only for tests and chroots; the
+        record still uses O(path) as given.
+    type: path
+    default: /
+attributes:
+  check_mode:
+    support: full
+    details: Predicts whether the value would change; writes neither the knob nor the record.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+notes:
+  - The record files are mode C(0600) and written through a rename, so a crash leaves the old
+    or the new record, never half of one.
+seealso:
+  - module: lowlatency.tuning.file_record
+  - module: lowlatency.tuning.state_info
+"""
+
+EXAMPLES = r"""
+- name: Disable automatic NUMA balancing
+  lowlatency.tuning.setting:
+    path: /proc/sys/kernel/numa_balancing
+    value: "0"
+    compare: int
+    owner: kernel
+    reason: page migration stalls the service
+  register: __kernel_numa_balancing
+
+- name: Transparent hugepages never
+  lowlatency.tuning.setting:
+    path: /sys/kernel/mm/transparent_hugepage/enabled
+    value: never
+    compare: bracketed
+    owner: hugepages
+
+- name: Keep unbound workqueues on housekeeping CPUs
+  lowlatency.tuning.setting:
+    path: /sys/devices/virtual/workqueue/cpumask
+    value: "{{ cpu_layout_result.housekeeping_mask }}"
+    compare: mask
+    owner: kernel
+
+- name: Put the original value back and forget it
+  lowlatency.tuning.setting:
+    path: /proc/sys/kernel/numa_balancing
+    owner: kernel
+    state: absent
+"""
+
+RETURN = r"""
+status:
+  description:
+    - V(applied) the value was written (or would be, in check mode);
+      V(unchanged) it already had the value, or O(state=absent) found nothing recorded;
+      V(skipped) the host does not have the knob or refused the write (see RV(reason));
+      V(restored) the original was written back and the record dropped.
+  type: str
+  returned: always
+  sample: applied
+reason:
+  description: Why the status is what it is; empty when there is nothing to add.
+  type: str
+  returned: always
+  sample: "absent on this host: /sys/kernel/mm/ksm/run"
+original:
+  description: The value recorded as the original (or the value found, when nothing is recorded).
+  type: str
+  returned: always
+  sample: "1"
+actual:
+  description: The value read back after the run (C(null) when the knob is absent or unreadable).
+  type: str
+  returned: always
+  sample: "0"
+expected:
+  description: The value the knob should have after the run (O(value), or the original on restore).
+  type: str
+  returned: always
+  sample: "0"
+report:
+  description:
+    - One record for the role's C(<role>_report) fact.
+    - RV(report.status) is V(applied) when the knob holds the expected value,
+      V(drifted) when the kernel reads back something else,
+      V(skipped) or V(restored) as for RV(status).
+  type: dict
+  returned: always
+  contains:
+    setting:
+      description: The knob's path.
+      type: str
+    expected:
+      description: As RV(expected).
+      type: str
+    actual:
+      description: As RV(actual).
+      type: str
+    status:
+      description: One of V(applied), V(drifted), V(skipped), V(restored).
+      type: str
+    reason:
+      description: As RV(reason), or the O(reason) option.
+      type: str
+    pending_reboot:
+      description: Always V(false); a runtime knob is live as soon as it is written.
+      type: bool
+  sample:
+    setting: /proc/sys/kernel/numa_balancing
+    expected: "0"
+    actual: "0"
+    status: applied
+    reason: page migration stalls the service
+    pending_reboot: false
+"""
+
+import errno  # noqa: E402
+import os  # noqa: E402
+from typing import Any, Dict, Optional, Tuple  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.lowlatency.tuning.plugins.module_utils.cpus import (  # noqa: E402
+    CpuSetError,
+    parse_cpulist,
+    parse_mask,
+)
+from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (  # noqa: E402
+    RoleState,
+    StateError,
+)
+
+ALLOWED_PREFIXES = ("/sys/", "/proc/sys/")
+
+
+def normalize(text: Optional[str], compare: str) -> Any:
+    """Comparable form of a value as read or as given."""
+    if text is None:
+        return None
+    if compare == "bracketed":
+        return selected_word(text)
+    if compare == "cpulist":
+        return frozenset(parse_cpulist(text, allow_empty=True))
+    if compare == "mask":
+        return frozenset(parse_mask(text))
+    if compare == "int":
+        return int(text.strip())
+    return " ".join(text.split())
+
+
+def selected_word(text: str) -> str:
+    """'always madvise [never]' -> 'never'; a file without brackets -> its text."""
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            return word[1:-1]
+    return " ".join(text.split())
+
+
+def writable_form(text: str, compare: str) -> str:
+    """What to write to put back a value that was read from the knob."""
+    if compare == "bracketed":
+        return selected_word(text)
+    return text.strip()
+
+
+def errno_text(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno, "errno %s" % exc.errno) if exc.errno else "error"
+    return "%s (%s)" % (name, exc.strerror or exc)
+
+
+def read_knob(real_path: str) -> str:
+    with open(real_path, "rb") as handle:
+        return handle.read().decode("utf-8", "replace")
+
+
+def write_knob(real_path: str, value: str) -> None:
+    # No O_CREAT: a knob is never created. O_TRUNC is what a shell's `>` does;
+    # sysfs and procfs ignore it, and it keeps test trees of plain files honest.
+    fd = os.open(real_path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, value.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def same(actual: Optional[str], expected: str, compare: str) -> bool:
+    try:
+        return normalize(actual, compare) == normalize(expected, compare)
+    except (CpuSetError, ValueError):
+        return False
+
+
+class Knob:
+    def __init__(self, module: AnsibleModule) -> None:
+        params = module.params
+        self.module = module
+        self.path = os.path.normpath(params["path"])
+        self.owner = params["owner"]
+        self.compare = params["compare"]
+        self.note = params["reason"] or ""
+        root = params["sysfs_root"]
+        self.real_path = os.path.join(root, self.path.lstrip("/")) if root != "/" else self.path
+        self.result: Dict[str, Any] = {
+            "changed": False,
+            "status": "unchanged",
+            "reason": "",
+            "original": None,
+            "actual": None,
+            "expected": None,
+        }
+
+    def finish(self, report_status: str) -> Dict[str, Any]:
+        result = self.result
+        reason = result["reason"] or self.note
+        result["reason"] = reason
+        result["report"] = {
+            "setting": self.path,
+            "expected": result["expected"],
+            "actual": result["actual"],
+            "status": report_status,
+            "reason": reason,
+            "pending_reboot": False,
+        }
+        return result
+
+    def skip(self, reason: str) -> Dict[str, Any]:
+        self.result["status"] = "skipped"
+        self.result["reason"] = reason
+        self.result["changed"] = False
+        return self.finish("skipped")
+
+    def read(self) -> Tuple[Optional[str], Optional[str]]:
+        """(value, None) or (None, why it cannot be read)."""
+        if not os.path.exists(self.real_path):
+            return None, "absent on this host: %s" % self.path
+        try:
+            return read_knob(self.real_path), None
+        except OSError as exc:
+            return None, "cannot read %s: %s" % (self.path, errno_text(exc))
+
+    def write(self, value: str) -> Optional[str]:
+        """None, or why the kernel refused the write."""
+        try:
+            write_knob(self.real_path, value)
+        except OSError as exc:
+            return "write refused: %s writing %r to %s" % (errno_text(exc), value, self.path)
+        return None
+
+    def present(self, state: RoleState) -> Dict[str, Any]:
+        value = self.module.params["value"]
+        result = self.result
+        result["expected"] = value
+        if self.compare != "exact":
+            try:
+                normalize(value, self.compare)
+            except (CpuSetError, ValueError) as exc:
+                self.module.fail_json(
+                    msg="value %r is not valid for compare=%s: %s" % (value, self.compare, exc)
+                )
+        current, why = self.read()
+        if current is None:
+            return self.skip(why)
+        entry = state.get("setting", self.path)
+        original = entry["original"] if entry else writable_form(current, self.compare)
+        result["original"] = original
+        result["actual"] = current.strip()
+
+        if same(current, value, self.compare):
+            if entry and state.record("setting", self.path, original, value, compare=self.compare):
+                result["changed"] = True
+                if not self.module.check_mode:
+                    state.save()
+            return self.finish("applied")
+
+        result["changed"] = True
+        result["status"] = "applied"
+        if self.module.check_mode:
+            return self.predict(current, value)
+        return self.apply(state, entry is None, original, value)
+
+    def predict(self, current: str, value: str) -> Dict[str, Any]:
+        if not os.access(self.real_path, os.W_OK):
+            return self.skip("not writable: %s" % self.path)
+        self.result["reason"] = "check mode: would change %r to %r" % (current.strip(), value)
+        return self.finish("applied")
+
+    def apply(self, state: RoleState, new_entry: bool, original: str, value: str) -> Dict[str, Any]:
+        """Record first, so a crash after the write still leaves the original on the host."""
+        result = self.result
+        state.record("setting", self.path, original, value, compare=self.compare)
+        state.save()
+        refused = self.write(value)
+        if refused:
+            if new_entry:
+                state.forget("setting", self.path)
+                state.save()
+            return self.skip(refused)
+        after, why = self.read()
+        result["actual"] = after.strip() if after is not None else None
+        if after is None or not same(after, value, self.compare):
+            result["reason"] = why or "wrote %r but the kernel reads back %r" % (
+                value,
+                after.strip(),
+            )
+            return self.finish("drifted")
+        return self.finish("applied")
+
+    def absent(self, state: RoleState) -> Dict[str, Any]:
+        result = self.result
+        entry = state.get("setting", self.path)
+        current, why = self.read()
+        result["actual"] = current.strip() if current is not None else None
+        if entry is None:
+            result["expected"] = result["actual"]
+            result["reason"] = "nothing recorded for %s by %s: left as it is" % (
+                self.path,
+                self.owner,
+            )
+            return self.finish("skipped")
+        original = entry["original"]
+        compare = entry.get("compare", self.compare)
+        result["original"] = original
+        result["expected"] = original
+        if current is None:
+            return self.skip("%s; the record of the original (%r) is kept" % (why, original))
+        result["changed"] = True
+        result["status"] = "restored"
+        if self.module.check_mode:
+            if not same(current, original, compare):
+                result["reason"] = "check mode: would write back %r" % original
+            return self.finish("restored")
+        if not same(current, original, compare):
+            refused = self.write(original)
+            if refused:
+                return self.skip("%s; the record of the original is kept" % refused)
+            after, why = self.read()
+            result["actual"] = after.strip() if after is not None else None
+            if after is None or not same(after, original, compare):
+                result["reason"] = "wrote back %r but the kernel reads %r" % (
+                    original,
+                    result["actual"],
+                )
+                state.forget("setting", self.path)
+                state.save()
+                return self.finish("drifted")
+        state.forget("setting", self.path)
+        state.save()
+        return self.finish("restored")
+
+
+def run_module() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "value": {"type": "str"},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "owner": {"type": "str", "required": True},
+            "compare": {
+                "type": "str",
+                "choices": ["exact", "bracketed", "cpulist", "mask", "int"],
+                "default": "exact",
+            },
+            "state_dir": {"type": "path", "default": "/var/lib/lowlatency-tuning"},
+            "reason": {"type": "str"},
+            "sysfs_root": {"type": "path", "default": "/"},
+        },
+        required_if=[("state", "present", ("value",))],
+        supports_check_mode=True,
+    )
+    path = os.path.normpath(module.params["path"])
+    if not path.startswith(ALLOWED_PREFIXES):
+        module.fail_json(
+            msg="path %r is not a kernel runtime knob: it must be under /sys/ or /proc/sys/ "
+            "(use lowlatency.tuning.file_record before editing other files)" % module.params["path"]
+        )
+    knob = Knob(module)
+    try:
+        state = RoleState(module.params["owner"], module.params["state_dir"])
+        result = knob.present(state) if module.params["state"] == "present" else knob.absent(state)
+    except StateError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+def main() -> None:
+    run_module()
+
+
+if __name__ == "__main__":
+    main()

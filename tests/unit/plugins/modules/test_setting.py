@@ -1,0 +1,274 @@
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+from ansible_collections.lowlatency.tuning.plugins.modules import setting
+
+SWAPPINESS = "/proc/sys/vm/swappiness"
+THP = "/sys/kernel/mm/transparent_hugepage/enabled"
+WQ_MASK = "/sys/devices/virtual/workqueue/cpumask"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "root"
+    files = {
+        SWAPPINESS: "60\n",
+        THP: "always madvise [never]\n",
+        WQ_MASK: "0000000f\n",
+        "/proc/sys/net/ipv4/tcp_rmem": "4096\t131072\t6291456\n",
+    }
+    for path, content in files.items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    return root
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    return tmp_path / "state"
+
+
+def knob(tree, path):
+    return tree / path.lstrip("/")
+
+
+def record(state_dir, owner="kernel"):
+    return json.loads((state_dir / f"{owner}.json").read_text())
+
+
+def args(tree, state_dir, **extra):
+    base = {"owner": "kernel", "sysfs_root": str(tree), "state_dir": str(state_dir)}
+    base.update(extra)
+    return base
+
+
+def test_write_records_original_and_reports(module_runner, tree, state_dir):
+    result = module_runner(
+        setting,
+        args(tree, state_dir, path=SWAPPINESS, value="10", compare="int", reason="less swapping"),
+    )
+    assert result["changed"] is True
+    assert result["status"] == "applied"
+    assert knob(tree, SWAPPINESS).read_text() == "10"
+    assert result["original"] == "60"
+    assert result["actual"] == "10"
+    assert result["report"] == {
+        "setting": SWAPPINESS,
+        "expected": "10",
+        "actual": "10",
+        "status": "applied",
+        "reason": "less swapping",
+        "pending_reboot": False,
+    }
+    entry = record(state_dir)["entries"]["setting"][SWAPPINESS]
+    assert entry["original"] == "60"
+    assert entry["expected"] == "10"
+    assert entry["compare"] == "int"
+    assert oct((state_dir / "kernel.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_second_run_is_unchanged(module_runner, tree, state_dir):
+    module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
+    before = (state_dir / "kernel.json").read_text()
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
+    assert result["changed"] is False
+    assert result["status"] == "unchanged"
+    assert result["report"]["status"] == "applied"
+    assert (state_dir / "kernel.json").read_text() == before
+
+
+def test_original_is_never_overwritten(module_runner, tree, state_dir):
+    module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="5"))
+    assert result["changed"] is True
+    assert result["original"] == "60"
+    entry = record(state_dir)["entries"]["setting"][SWAPPINESS]
+    assert entry == {**entry, "original": "60", "expected": "5"}
+    restored = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, state="absent"))
+    assert restored["status"] == "restored"
+    assert knob(tree, SWAPPINESS).read_text() == "60"
+
+
+def test_check_mode_writes_nothing(module_runner, tree, state_dir):
+    result = module_runner(
+        setting, args(tree, state_dir, path=SWAPPINESS, value="10", _ansible_check_mode=True)
+    )
+    assert result["changed"] is True
+    assert result["status"] == "applied"
+    assert knob(tree, SWAPPINESS).read_text() == "60\n"
+    assert not state_dir.exists()
+
+
+def test_check_mode_predicts_unchanged(module_runner, tree, state_dir):
+    result = module_runner(
+        setting,
+        args(tree, state_dir, path=SWAPPINESS, value="60", compare="int", _ansible_check_mode=True),
+    )
+    assert result["changed"] is False
+
+
+def test_already_set_records_nothing(module_runner, tree, state_dir):
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="60"))
+    assert result["changed"] is False
+    assert not (state_dir / "kernel.json").exists()
+    undo = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, state="absent"))
+    assert undo["changed"] is False
+    assert undo["status"] == "unchanged"
+    assert undo["report"]["status"] == "skipped"
+    assert knob(tree, SWAPPINESS).read_text() == "60\n"
+
+
+def test_missing_knob_is_skipped_not_failed(module_runner, tree, state_dir):
+    path = "/sys/kernel/mm/ksm/run"
+    result = module_runner(setting, args(tree, state_dir, path=path, value="0"))
+    assert not result.get("failed")
+    assert result["changed"] is False
+    assert result["status"] == "skipped"
+    assert result["reason"] == f"absent on this host: {path}"
+    assert result["report"]["status"] == "skipped"
+    assert not (tree / path.lstrip("/")).exists()
+    assert not state_dir.exists()
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EINVAL, errno.EBUSY, errno.EPERM])
+def test_refused_write_is_skipped_and_not_recorded(
+    module_runner, tree, state_dir, monkeypatch, code
+):
+    def refuse(path, value):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(setting, "write_knob", refuse)
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
+    assert not result.get("failed")
+    assert result["status"] == "skipped"
+    assert result["changed"] is False
+    assert errno.errorcode[code] in result["reason"]
+    assert not (state_dir / "kernel.json").exists()
+
+
+def test_read_only_file_is_skipped(module_runner, tmp_path, state_dir):
+    if os.geteuid() == 0:
+        pytest.skip("root writes to a 0444 file; the EROFS case is covered by monkeypatch")
+    root = tmp_path / "ro"
+    target = root / "proc/sys/vm/swappiness"
+    target.parent.mkdir(parents=True)
+    target.write_text("60\n")
+    target.chmod(0o444)
+    result = module_runner(setting, args(root, state_dir, path=SWAPPINESS, value="10"))
+    assert result["status"] == "skipped"
+    assert "EACCES" in result["reason"]
+
+
+def test_bracketed_thp(module_runner, tree, state_dir):
+    result = module_runner(
+        setting, args(tree, state_dir, path=THP, value="madvise", compare="bracketed")
+    )
+    assert result["changed"] is True
+    assert result["original"] == "never"
+    # A real THP file would now read "always [madvise] never"; the fake holds what was written.
+    knob(tree, THP).write_text("always [madvise] never\n")
+    again = module_runner(
+        setting, args(tree, state_dir, path=THP, value="madvise", compare="bracketed")
+    )
+    assert again["changed"] is False
+    undo = module_runner(setting, args(tree, state_dir, path=THP, state="absent"))
+    assert undo["status"] == "restored"
+    assert knob(tree, THP).read_text() == "never"
+
+
+def test_mask_compare_accepts_other_notation(module_runner, tree, state_dir):
+    result = module_runner(setting, args(tree, state_dir, path=WQ_MASK, value="f", compare="mask"))
+    assert result["changed"] is False
+    result = module_runner(
+        setting, args(tree, state_dir, path=WQ_MASK, value="0x3", compare="mask")
+    )
+    assert result["changed"] is True
+    assert result["original"] == "0000000f"
+
+
+def test_exact_compare_collapses_whitespace(module_runner, tree, state_dir):
+    result = module_runner(
+        setting,
+        args(tree, state_dir, path="/proc/sys/net/ipv4/tcp_rmem", value="4096 131072 6291456"),
+    )
+    assert result["changed"] is False
+
+
+def test_drift_is_reported(module_runner, tree, state_dir, monkeypatch):
+    def kernel_clamps(path, value):
+        with open(path, "w") as handle:
+            handle.write("1\n")
+
+    monkeypatch.setattr(setting, "write_knob", kernel_clamps)
+    result = module_runner(
+        setting, args(tree, state_dir, path=SWAPPINESS, value="10", compare="int")
+    )
+    assert result["changed"] is True
+    assert result["report"]["status"] == "drifted"
+    assert "reads back '1'" in result["reason"]
+
+
+def test_restore_check_mode_keeps_record(module_runner, tree, state_dir):
+    module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
+    result = module_runner(
+        setting, args(tree, state_dir, path=SWAPPINESS, state="absent", _ansible_check_mode=True)
+    )
+    assert result["changed"] is True
+    assert knob(tree, SWAPPINESS).read_text() == "10"
+    assert SWAPPINESS in record(state_dir)["entries"]["setting"]
+
+
+def test_restore_drops_record_file(module_runner, tree, state_dir):
+    module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, state="absent"))
+    assert result["changed"] is True
+    assert result["report"]["status"] == "restored"
+    assert result["expected"] == "60"
+    assert not (state_dir / "kernel.json").exists()
+    again = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, state="absent"))
+    assert again["changed"] is False
+
+
+def test_restore_refused_keeps_record(module_runner, tree, state_dir, monkeypatch):
+    module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
+
+    def refuse(path, value):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(setting, "write_knob", refuse)
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, state="absent"))
+    assert result["status"] == "skipped"
+    assert "EROFS" in result["reason"]
+    assert SWAPPINESS in record(state_dir)["entries"]["setting"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/etc/sysctl.conf", "/sys", "/sys/../etc/passwd", "/proc/cmdline"]
+)
+def test_path_outside_sys_fails(module_runner, tree, state_dir, path):
+    result = module_runner(setting, args(tree, state_dir, path=path, value="1"))
+    assert result["failed"] is True
+    assert "must be under /sys/ or /proc/sys/" in result["msg"]
+
+
+def test_invalid_value_for_compare_fails(module_runner, tree, state_dir):
+    result = module_runner(setting, args(tree, state_dir, path=WQ_MASK, value="zz", compare="mask"))
+    assert result["failed"] is True
+    assert "not valid for compare=mask" in result["msg"]
+
+
+def test_bad_owner_fails(module_runner, tree, state_dir):
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="1", owner="../x"))
+    assert result["failed"] is True
+    assert "not a valid record name" in result["msg"]
+
+
+def test_value_required_when_present(module_runner, tree, state_dir):
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS))
+    assert result["failed"] is True
+    assert "value" in result["msg"]
