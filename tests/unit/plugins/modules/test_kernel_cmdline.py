@@ -10,6 +10,19 @@ import pytest
 from ansible_collections.lowlatency.tuning.plugins.module_utils import cmdline
 from ansible_collections.lowlatency.tuning.plugins.modules import kernel_cmdline
 
+
+@pytest.fixture
+def run_module(module_runner):
+    """module_runner (tests/unit/conftest.py) with check and diff mode; returns (result, failed)."""
+
+    def _run(main, args, check_mode=False, diff=False):
+        module_args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+        result = module_runner(kernel_cmdline, module_args)
+        return result, bool(result.get("failed"))
+
+    return _run
+
+
 GRUB = """# If you change this file, run 'update-grub'
 GRUB_DEFAULT=0
 GRUB_TIMEOUT=5
