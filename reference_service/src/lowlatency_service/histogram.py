@@ -103,18 +103,21 @@ def write_log(histogram: HdrHistogram, path: str, start_s: float, end_s: float, 
     HistogramLogAnalyzer and hdr-plot read it; the max column is in ms, as
     those tools expect of nanosecond histograms.
     """
-    histogram.set_start_time_stamp(int(start_s * 1000))
+    start_ms = int(start_s * 1000)
+    histogram.set_start_time_stamp(start_ms)
     histogram.set_end_time_stamp(int(end_s * 1000))
     with open(path, "w", encoding="utf-8") as handle:
         writer = HistogramLogWriter(handle)
         writer.output_comment(f"[Logged with lowlatency-service bench, {tag}, values in ns]")
         writer.output_log_format_version()
         # The library's output_start_time() is broken in hdrhistogram 0.10; same line by hand.
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_s))
-        writer.output_comment(f"[StartTime: {start_s:.3f} (seconds since epoch), {stamp}]")
+        # StartTime and BaseTime must be the same instant, or readers skip the interval
+        # as starting before the log did.
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_ms / 1000))
+        writer.output_comment(f"[StartTime: {start_ms / 1000:.3f} (seconds since epoch), {stamp}]")
         # Interval time stamps relative to the start, as the Java HdrHistogram logs them.
-        writer.output_base_time(histogram.get_start_time_stamp())
-        writer.base_time = histogram.get_start_time_stamp()
+        writer.output_base_time(start_ms)
+        writer.base_time = start_ms
         writer.output_legend()
         writer.output_interval_histogram(histogram)
 

@@ -1,0 +1,427 @@
+"""``lowlatency-service compare``: default vs tuned vs the raw TCP floor, side by side.
+
+Each server and each client runs in its own process with its own pinning,
+as in production. The servers stay up for the whole comparison; every run
+goes through all cases once, in an order rotated by one from the previous
+run, so drift on a noisy machine (other VMs, frequency changes) hits every
+case alike. Figures are medians over runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from hdrh.histogram import HdrHistogram
+
+from lowlatency_service import cpu_dma_latency, runtime
+from lowlatency_service.cli import UsageError
+from lowlatency_service.histogram import SCHEMA_KEYS, Summary, merge, read_log
+from lowlatency_service.report import table
+
+SERVER_START_TIMEOUT_S = 60.0
+_LISTENING = re.compile(r"listening on (\S+)")
+DMA_SUFFIX = " dma0"
+
+
+@dataclass(frozen=True)
+class Pinning:
+    server: str | None
+    client: str | None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmarked configuration."""
+
+    kind: str  # "raw tcp", "default" or "tuned"
+    concurrency: int
+    pinning: Pinning
+    dma_zero: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} c{self.concurrency}" + (DMA_SUFFIX if self.dma_zero else "")
+
+    @property
+    def server_key(self) -> tuple[str, str | None]:
+        return self.kind, self.pinning.server
+
+
+@dataclass
+class CaseResult:
+    runs: list[dict] = field(default_factory=list)
+    histograms: list[HdrHistogram] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def median(self) -> Summary:
+        def med(key: str) -> float:
+            return round(statistics.median(float(run[key]) for run in self.runs), 1)
+
+        return Summary(
+            p50_us=med("p50_us"),
+            p90_us=med("p90_us"),
+            p99_us=med("p99_us"),
+            p999_us=med("p999_us"),
+            max_us=med("max_us"),
+            requests=int(statistics.median(run["requests"] for run in self.runs)),
+            errors=sum(int(run["errors"]) for run in self.runs),
+            throughput_rps=med("throughput_rps"),
+        )
+
+
+def pinning_for(kind: str, concurrency: int, server_cpus: str, client_cpus: str) -> Pinning:
+    """Where each side runs.
+
+    default is grpcio as shipped, so it is left where the scheduler puts it.
+    tuned and the raw floor put server and client on different cores: at
+    concurrency 1 that is the best round trip once idle states are held
+    shallow (MEASUREMENTS.md), and under load both sides need a core.
+    """
+    if kind == "default":
+        return Pinning(None, None)
+    return Pinning(server_cpus, client_cpus)
+
+
+def build_cases(
+    concurrency_list: Sequence[int], server_cpus: str, client_cpus: str, dma_zero_too: bool
+) -> list[Case]:
+    cases = []
+    for dma_zero in (False, True) if dma_zero_too else (False,):
+        for concurrency in concurrency_list:
+            for kind in ("raw tcp", "default", "tuned"):
+                pinning = pinning_for(kind, concurrency, server_cpus, client_cpus)
+                cases.append(Case(kind, concurrency, pinning, dma_zero))
+    return cases
+
+
+def run_order(cases: Sequence[Case], run: int) -> list[Case]:
+    """The cases of one run: the previous run's order rotated by one."""
+    shift = run % len(cases)
+    return list(cases[shift:]) + list(cases[:shift])
+
+
+def _python_module(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+def server_command(case: Case) -> list[str]:
+    if case.kind == "raw tcp":
+        command = [*_python_module("lowlatency_service.rawtcp"), "serve", "--port", "0"]
+    else:
+        command = [
+            *_python_module("lowlatency_service.cli"),
+            "serve",
+            "--port",
+            "0",
+            "--profile",
+            case.kind,
+            "--grace",
+            "1",
+        ]
+    if case.pinning.server is not None:
+        command += ["--cpus", case.pinning.server]
+    return command
+
+
+def client_command(
+    case: Case, args: argparse.Namespace, target: str, json_path: Path, log_path: Path
+) -> list[str]:
+    if case.kind == "raw tcp":
+        command = [*_python_module("lowlatency_service.rawtcp"), "bench"]
+    else:
+        command = [*_python_module("lowlatency_service.cli"), "bench", "--profile", case.kind]
+    command += [
+        "--target",
+        target,
+        "--concurrency",
+        str(case.concurrency),
+        "--requests",
+        str(args.requests),
+        "--warmup",
+        str(args.warmup),
+        "--payload-bytes",
+        str(args.payload_bytes),
+        "--json",
+        str(json_path),
+        "--hdr-log",
+        str(log_path),
+    ]
+    if case.pinning.client is not None:
+        command += ["--cpus", case.pinning.client]
+    return command
+
+
+@contextmanager
+def running_server(command: list[str], workdir: Path, label: str) -> Iterator[str]:
+    """Start a server process, yield the address it printed, stop it with SIGTERM."""
+    out_path = workdir / f"{label}.out"
+    err_path = workdir / f"{label}.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            match = _LISTENING.search(out_path.read_text(encoding="utf-8", errors="replace"))
+            if match:
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                detail = err_path.read_text(encoding="utf-8", errors="replace").strip()[-2000:]
+                raise RuntimeError(f"{label} server did not start: {shlex.join(command)}\n{detail}")
+            time.sleep(0.05)
+        yield match.group(1)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _client_timeout(args: argparse.Namespace) -> float:
+    # Generous: 5 ms per request is ten times the slowest figures seen here.
+    return 120.0 + (args.requests + args.warmup) * 0.005
+
+
+class CaseFailed(Exception):
+    """A bench client exited with an error; the message has its command and output."""
+
+
+def run_case(
+    case: Case, args: argparse.Namespace, target: str, workdir: Path, run: int
+) -> tuple[dict, HdrHistogram]:
+    """One bench client run: its JSON and its histogram."""
+    stem = f"{case.name.replace(' ', '-')}-run{run}"
+    json_path, log_path = workdir / f"{stem}.json", workdir / f"{stem}.hlog"
+    command = client_command(case, args, target, json_path, log_path)
+    hold = cpu_dma_latency.held_at_zero() if case.dma_zero else nullcontext()
+    with hold:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=_client_timeout(args), check=False
+        )
+    if done.returncode != 0 or not json_path.exists():
+        detail = (done.stderr.strip() or done.stdout.strip())[-1000:]
+        raise CaseFailed(f"exit {done.returncode}: {shlex.join(command)}\n{detail}")
+    with open(json_path, encoding="utf-8") as handle:
+        result = json.load(handle)
+    return result, read_log(str(log_path))
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 3) if denominator else None
+
+
+def ratios(medians: dict[str, Summary], concurrency: int, suffix: str) -> dict[str, dict]:
+    """tuned over default, and each gRPC case over the raw floor, at one concurrency."""
+    found: dict[str, dict] = {}
+    names = {kind: f"{kind} c{concurrency}{suffix}" for kind in ("raw tcp", "default", "tuned")}
+    pairs = (("tuned", "default"), ("tuned", "raw tcp"), ("default", "raw tcp"))
+    for top, bottom in pairs:
+        a, b = medians.get(names[top]), medians.get(names[bottom])
+        if a is None or b is None:
+            continue
+        found[f"{top}/{bottom}"] = {
+            "p50": _ratio(a.p50_us, b.p50_us),
+            "p99": _ratio(a.p99_us, b.p99_us),
+            "p99.9": _ratio(a.p999_us, b.p999_us),
+            "throughput": _ratio(a.throughput_rps, b.throughput_rps),
+        }
+    return found
+
+
+@dataclass(frozen=True)
+class Target:
+    """One performance target of the project, checked against the medians."""
+
+    description: str
+    value: float
+    limit: float
+    met: bool
+
+    def line(self) -> str:
+        verdict = "met" if self.met else "NOT MET"
+        return f"{verdict:>7}  {self.description}: {self.value:.2f} (limit {self.limit:.2f})"
+
+
+def targets(medians: dict[str, Summary]) -> list[Target]:
+    """The targets of the foundation issue, for the cases this comparison ran."""
+    found = []
+    default1, tuned1 = medians.get("default c1"), medians.get("tuned c1")
+    if default1 and tuned1:
+        ratio = tuned1.p50_us / default1.p50_us
+        found.append(Target("c1 tuned p50 / default p50", ratio, 0.6, ratio <= 0.6))
+        found.append(Target("c1 tuned p50 us", tuned1.p50_us, 350.0, tuned1.p50_us < 350.0))
+    if tuned1:
+        found.append(Target("c1 tuned p99.9 / p50", tuned1.tail_ratio, 2.0, tuned1.tail_ratio <= 2))
+    default16, tuned16 = medians.get("default c16"), medians.get("tuned c16")
+    if default16 and tuned16:
+        ratio = tuned16.throughput_rps / default16.throughput_rps
+        found.append(Target("c16 tuned / default throughput", ratio, 2.0, ratio >= 2.0))
+    dma1 = medians.get("tuned c1" + DMA_SUFFIX)
+    if dma1:
+        found.append(Target("c1 tuned p50 us, dma0", dma1.p50_us, 200.0, dma1.p50_us < 200.0))
+        found.append(
+            Target("c1 tuned p99.9 / p50, dma0", dma1.tail_ratio, 2.0, dma1.tail_ratio <= 2)
+        )
+    return found
+
+
+def _default_cpus() -> tuple[str, str]:
+    allowed = runtime.allowed_cpus()
+    return str(allowed[0]), str(allowed[1] if len(allowed) > 1 else allowed[0])
+
+
+def _write(path: str, write: Callable[[str], None]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write(path)
+
+
+def _dma_cases(args: argparse.Namespace) -> tuple[bool, str]:
+    """Whether to add the idle-latency-0 cases, and the line that says so (or why not)."""
+    if args.no_cpu_dma_latency:
+        return False, "left out (--no-cpu-dma-latency)"
+    reason = cpu_dma_latency.unavailable_reason()
+    if reason is not None:
+        return False, f"cases with {cpu_dma_latency.DEVICE} held at 0 left out: {reason}"
+    return True, f"cases ending in '{DMA_SUFFIX.strip()}' hold {cpu_dma_latency.DEVICE} at 0"
+
+
+def measure(cases: Sequence[Case], args: argparse.Namespace) -> dict[str, CaseResult]:
+    """Start every server once, then run all cases args.runs times in rotating order."""
+    results = {case.name: CaseResult() for case in cases}
+    tty = sys.stderr.isatty()
+    with tempfile.TemporaryDirectory(prefix="lowlatency-compare-") as tmp, ExitStack() as stack:
+        workdir = Path(tmp)
+        addresses: dict[tuple[str, str | None], str] = {}
+        for case in cases:
+            if case.server_key not in addresses:
+                label = f"{case.kind.replace(' ', '-')}-server-{len(addresses)}"
+                server = running_server(server_command(case), workdir, label)
+                addresses[case.server_key] = stack.enter_context(server)
+        for run_index in range(args.runs):
+            for position, case in enumerate(run_order(cases, run_index), 1):
+                if tty:
+                    sys.stderr.write(
+                        f"\r\033[Krun {run_index + 1}/{args.runs}, "
+                        f"case {position}/{len(cases)}: {case.name}"
+                    )
+                    sys.stderr.flush()
+                result = results[case.name]
+                try:
+                    outcome, histogram = run_case(
+                        case, args, addresses[case.server_key], workdir, run_index
+                    )
+                except CaseFailed as exc:
+                    result.failures.append(str(exc))
+                    continue
+                result.runs.append(outcome)
+                result.histograms.append(histogram)
+        if tty:
+            sys.stderr.write("\r\033[K")
+    return results
+
+
+def _json_report(
+    args: argparse.Namespace,
+    cases: Sequence[Case],
+    results: dict[str, CaseResult],
+    extra: dict[str, object],
+) -> dict[str, object]:
+    medians = {name: r.median() for name, r in results.items() if r.runs}
+    report: dict[str, object] = {
+        "command": shlex.join(["lowlatency-service", *sys.argv[1:]]),
+        "grpc_version": grpc.__version__,
+        "engine_experiments": runtime.engine_experiments_status(),
+        "runs": args.runs,
+        "requests": args.requests,
+        "warmup": args.warmup,
+        "payload_bytes": args.payload_bytes,
+    }
+    report.update(extra)
+    report["cases"] = {
+        case.name: {
+            "kind": case.kind,
+            "concurrency": case.concurrency,
+            "cpus_server": case.pinning.server,
+            "cpus_client": case.pinning.client,
+            "cpu_dma_latency_zero": case.dma_zero,
+            "median": medians[case.name].to_dict() if case.name in medians else None,
+            "runs": [{key: run[key] for key in SCHEMA_KEYS} for run in results[case.name].runs],
+            "failures": results[case.name].failures,
+        }
+        for case in cases
+    }
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    default_server, default_client = _default_cpus()
+    server_cpus = runtime.format_cpulist(runtime.resolve_cpus(args.cpus_server or default_server))
+    client_cpus = runtime.format_cpulist(runtime.resolve_cpus(args.cpus_client or default_client))
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'lowlatency-service[plot]'")
+    dma_zero_too, dma_note = _dma_cases(args)
+    print(f"cpu_dma_latency: {dma_note}", file=sys.stderr)
+
+    cases = build_cases(args.concurrency_list, server_cpus, client_cpus, dma_zero_too)
+    results = measure(cases, args)
+
+    medians = {name: r.median() for name, r in results.items() if r.runs}
+    print(
+        f"{args.runs} alternating runs of {args.requests} requests per case, medians; "
+        f"tuned and raw tcp pinned: server {server_cpus}, client {client_cpus}"
+    )
+    print(table(list(medians.items())))
+    all_ratios = {}
+    for suffix in ("", DMA_SUFFIX) if dma_zero_too else ("",):
+        for concurrency in args.concurrency_list:
+            key = f"c{concurrency}{suffix}"
+            all_ratios[key] = ratios(medians, concurrency, suffix)
+            for pair, values in all_ratios[key].items():
+                shown = "  ".join(f"{k} {v:.2f}" for k, v in values.items() if v is not None)
+                print(f"{key:>9}  {pair:<16} {shown}")
+    checked = targets(medians)
+    for target in checked:
+        print(target.line())
+    failures = [f"{name}: {f}" for name, r in results.items() for f in r.failures]
+    for failure in failures:
+        print(f"case failed: {failure}", file=sys.stderr)
+
+    if args.json:
+        extra = {
+            "cpus": {"server": server_cpus, "client": client_cpus},
+            "cpu_dma_latency": dma_note,
+            "ratios": all_ratios,
+            "targets": [vars(t) for t in checked],
+        }
+        report = _json_report(args, cases, results, extra)
+
+        def dump(path: str) -> None:
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(report, handle, indent=2)
+                handle.write("\n")
+
+        _write(args.json, dump)
+    if args.plot:
+        from lowlatency_service.plot import plot_percentiles  # noqa: PLC0415  # needs matplotlib
+
+        curves = {name: merge(r.histograms) for name, r in results.items() if r.histograms}
+        title = f"lowlatency-service compare, {args.runs} runs x {args.requests} requests per case"
+        _write(args.plot, lambda path: plot_percentiles(curves, path, title))
+    return 1 if failures else 0
