@@ -44,7 +44,7 @@ lint: setup  ## ruff, yamllint, ansible-lint and the generated-code check
 
 sanity: setup  ## ansible-test sanity from an ansible_collections/ path
 	rm -rf build/collections && mkdir -p $(COLLECTION_ROOT)
-	git ls-files -co --exclude-standard | grep -v '^reference_service/' | rsync -a --files-from=- . $(COLLECTION_ROOT)/
+	git ls-files -co --exclude-standard | grep -v -E '^(reference_service|\.ansible)/' | rsync -a --files-from=- . $(COLLECTION_ROOT)/
 	# ansible-test fetches its pip bootstrap script from a host outside the package
 	# index; a stand-in in its cache installs the same pins from the index.
 	pip_version=$$(grep -oP "pip='\K[0-9.]+" $$($(BIN)/python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py); \

@@ -21,7 +21,7 @@ description:
   - The entry lives in the same C(<state_dir>/<owner>.json) record as the
     M(lowlatency.tuning.setting) entries of that owner.
 author:
-  - lowlatency.tuning contributors
+  - lowlatency.tuning contributors (@lowlatency-tuning)
 options:
   path:
     description:
@@ -49,6 +49,8 @@ options:
     description:
       - Why the file is changed; copied into the report.
     type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

@@ -21,7 +21,7 @@ description:
     returns RV(status=skipped) with the reason, and the role goes on.
   - Every call returns a RV(report) record for the role's C(<role>_report) fact.
 author:
-  - lowlatency.tuning contributors
+  - lowlatency.tuning contributors (@lowlatency-tuning)
 options:
   path:
     description:
@@ -73,6 +73,8 @@ options:
         record still uses O(path) as given.
     type: path
     default: /
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

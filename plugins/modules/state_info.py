@@ -16,7 +16,7 @@ description:
     and returns them. A role's O(owner) rollback loops over RV(records) so that it restores
     everything it changed, even knobs its current variables no longer name.
 author:
-  - lowlatency.tuning contributors
+  - lowlatency.tuning contributors (@lowlatency-tuning)
 options:
   owner:
     description:
@@ -27,6 +27,8 @@ options:
       - Directory that holds the records.
     type: path
     default: /var/lib/lowlatency-tuning
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
