@@ -28,14 +28,15 @@ description:
   - The running kernel only changes at boot. The module compares the configured arguments with
     O(proc_cmdline_path) and returns, per key, whether a reboot is pending.
 author:
-  - lowlatency.tuning developers
+  - lowlatency.tuning contributors (@lowlatency-tuning)
 options:
   args:
     description:
       - Arguments, as a dict (V(null) or V(true) for a flag) or a list of C(key=value) and
         flag strings.
       - With O(state=absent), only the keys count; an empty value means every key recorded
-        for O(owner).
+        for O(owner). A named key with nothing recorded is only reported (status V(restored),
+        or V(pending_reboot) while the running kernel still has it).
     type: raw
     default: {}
   state:
@@ -97,10 +98,15 @@ notes:
   - Only the variables of the default entry are read; hand-written menu entries are left alone.
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
+    details: Predicts the changes, the commands and the pending reboots; writes nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode).
     support: full
   platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
     platforms: posix
 """
 
@@ -503,6 +509,12 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         stale = [key for key in record.keys if key not in wanted] if params["exclusive"] else []
     else:
         stale = [key for key in record.keys if not wanted or key in wanted]
+        # Named keys restored on an earlier run still get a report line, so
+        # that a run after the reboot can say whether the kernel has them.
+        for key in wanted:
+            if key not in record.keys:
+                editor.handled.append(key)
+                editor.restored.append(key)
     for key in stale:
         editor.restore(key)
 

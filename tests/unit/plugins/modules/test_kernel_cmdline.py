@@ -513,3 +513,16 @@ def test_grubby_multiple_values_restored_together(grubby, run_module):
         "--update-kernel=ALL",
         "--args=console=tty0 console=ttyS0",
     ]
+
+
+def test_absent_named_keys_report_after_the_record_is_gone(host, run_module):
+    run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
+    host.boot()
+    run_module(kernel_cmdline.main, host.args(state="absent"))
+    result, _ = run_module(kernel_cmdline.main, host.args(state="absent", args=["nohz_full"]))
+    assert not result["changed"]
+    assert result["report"][0]["status"] == "pending_reboot"
+    host.boot()
+    result, _ = run_module(kernel_cmdline.main, host.args(state="absent", args=["nohz_full"]))
+    assert result["report"][0]["status"] == "restored"
+    assert not result["reboot_required"]
