@@ -168,7 +168,10 @@ def _cpulist(cpus: list[int]) -> str:
 def fake_sysfs(tmp_path):
     """Factory: fake_sysfs(cores=[[0, 1], [2, 3]], nodes={0: [0, 1], 1: [2, 3]}, ...)."""
 
+    made = []
+
     def make(**kwargs) -> Path:
-        return build_sysfs(tmp_path / "sysroot", **kwargs)
+        made.append(None)
+        return build_sysfs(tmp_path / f"sysroot{len(made)}", **kwargs)
 
     return make
