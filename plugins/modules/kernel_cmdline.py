@@ -98,7 +98,7 @@ notes:
   - Only the variables of the default entry are read; hand-written menu entries are left alone.
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
+    description: Can run in check mode and predict the changes without modifying the target.
     support: full
     details: Predicts the changes, the commands and the pending reboots; writes nothing.
   diff_mode:
@@ -455,6 +455,22 @@ class Editor:
             )
         self.handled.append(key)
 
+    def apply(self, state: str, wanted: dict[str, Value], exclusive: bool) -> None:
+        if state == "present":
+            for key, value in wanted.items():
+                self.set(key, value)
+            stale = [key for key in self.record.keys if key not in wanted] if exclusive else []
+        else:
+            stale = [key for key in self.record.keys if not wanted or key in wanted]
+            # Named keys restored on an earlier run still get a report line, so
+            # that a run after the reboot can say whether the kernel has them.
+            for key in wanted:
+                if key not in self.record.keys:
+                    self.handled.append(key)
+                    self.restored.append(key)
+        for key in stale:
+            self.restore(key)
+
     def report(self, live: list[tuple[str, Value]]) -> tuple[list[dict[str, Any]], dict[str, bool]]:
         pending: dict[str, bool] = {}
         report = []
@@ -503,20 +519,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     before = render_params(backend.model.params())
     editor = Editor(backend.model, record, params["owner"])
 
-    if params["state"] == "present":
-        for key, value in wanted.items():
-            editor.set(key, value)
-        stale = [key for key in record.keys if key not in wanted] if params["exclusive"] else []
-    else:
-        stale = [key for key in record.keys if not wanted or key in wanted]
-        # Named keys restored on an earlier run still get a report line, so
-        # that a run after the reboot can say whether the kernel has them.
-        for key in wanted:
-            if key not in record.keys:
-                editor.handled.append(key)
-                editor.restored.append(key)
-    for key in stale:
-        editor.restore(key)
+    editor.apply(params["state"], wanted, params["exclusive"])
 
     commands = backend.plan(editor.changes) if editor.changes else []
     if not module.check_mode:
