@@ -119,12 +119,21 @@ def _python_module(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
+# cli.main as the console script runs it; `python -m lowlatency_service.cli` would make
+# cli.py __main__, so the UsageError that runtime raises would not be the one main() catches.
+_CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from lowlatency_service.cli import main; sys.exit(main())",
+]
+
+
 def server_command(case: Case) -> list[str]:
     if case.kind == "raw tcp":
         command = [*_python_module("lowlatency_service.rawtcp"), "serve", "--port", "0"]
     else:
         command = [
-            *_python_module("lowlatency_service.cli"),
+            *_CLI,
             "serve",
             "--port",
             "0",
@@ -144,7 +153,7 @@ def client_command(
     if case.kind == "raw tcp":
         command = [*_python_module("lowlatency_service.rawtcp"), "bench"]
     else:
-        command = [*_python_module("lowlatency_service.cli"), "bench", "--profile", case.kind]
+        command = [*_CLI, "bench", "--profile", case.kind]
     command += [
         "--target",
         target,

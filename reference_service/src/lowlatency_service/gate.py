@@ -30,7 +30,7 @@ def breaches(summary: Summary, limits: Limits) -> list[str]:
         ("p50", summary.p50_us, limits.max_p50_us, "{:.1f} us"),
         ("p99", summary.p99_us, limits.max_p99_us, "{:.1f} us"),
         ("p99.9", summary.p999_us, limits.max_p999_us, "{:.1f} us"),
-        ("p99.9/p50", summary.tail_ratio, limits.max_tail_ratio, "{:.2f}"),
+        ("p99.9/p50", summary.tail_ratio, limits.max_tail_ratio, "{:.3f}"),
     )
     for name, value, limit, shown in checks:
         if limit is not None and value > limit:

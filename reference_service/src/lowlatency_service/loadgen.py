@@ -60,8 +60,15 @@ class _Budget:
         self._tickets = itertools.count()
         duration_ns = int((plan.duration_s or 0.0) * 1e9)
         self._deadline_ns = time.perf_counter_ns() + duration_ns
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Refuse every later take(): ends the run early."""
+        self._stopped = True
 
     def take(self) -> bool:
+        if self._stopped:
+            return False
         if self._limit is not None:
             return next(self._tickets) < self._limit
         return time.perf_counter_ns() < self._deadline_ns
@@ -131,14 +138,26 @@ def _run_slot_threads(
     started_at = time.time()
     started_ns = time.perf_counter_ns()
     budget = _Budget(plan)
+    crashed: list[BaseException] = []
+
+    def guarded(index: int, slot: _Slot) -> None:
+        try:
+            target(index, slot, budget)
+        except BaseException as exc:
+            # Not a failed request but a bug: end the run and re-raise it below.
+            crashed.append(exc)
+            budget.stop()
+
     threads = [
-        threading.Thread(target=target, args=(i, slot, budget), name=f"load-{i}", daemon=True)
+        threading.Thread(target=guarded, args=(i, slot), name=f"load-{i}", daemon=True)
         for i, slot in enumerate(slots)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if crashed:
+        raise crashed[0]
     return _collect(slots, started_ns, started_at)
 
 

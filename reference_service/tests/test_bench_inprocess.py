@@ -1,0 +1,178 @@
+"""bench against the service started in process on port 0: counts, schema, logs, gate, open loop."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lowlatency_service import bench
+from lowlatency_service.cli import build_parser
+from lowlatency_service.histogram import SCHEMA_KEYS, read_log
+from lowlatency_service.serve import MAX_WORK_ITERATIONS, RunningServer, start_server
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    running = start_server("127.0.0.1", 0, "default")
+    yield running
+    running.stop(grace=None)
+
+
+def run_bench(server: RunningServer, *extra: str) -> int:
+    # bench.run directly: cli.main would refuse to apply a profile once the
+    # test process has imported grpc.
+    args = build_parser().parse_args(["bench", "--target", server.address, *extra])
+    return bench.run(args)
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_closed_loop_counts_schema_log_and_plot(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run.json"
+    log = tmp_path / "run.hlog"
+    png = tmp_path / "run.png"
+    status = run_bench(
+        server,
+        *("--requests", "300", "--warmup", "30", "--concurrency", "3"),
+        *("--json", str(out), "--hdr-log", str(log), "--plot", str(png)),
+    )
+    assert status == 0
+    result = load(out)
+    for key in SCHEMA_KEYS:
+        assert key in result
+    for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "throughput_rps"):
+        assert isinstance(result[key], float)
+    assert isinstance(result["requests"], int)
+    assert isinstance(result["errors"], int)
+    assert result["requests"] == 300
+    assert result["errors"] == 0
+    assert 0 < result["p50_us"] <= result["p90_us"] <= result["p99_us"] <= result["p999_us"]
+    assert result["p999_us"] <= result["max_us"]
+    assert result["throughput_rps"] > 0
+    assert result["mode"] == "closed"
+    assert result["client_model"] == "threads"
+    assert result["profile"] == "default"
+
+    histogram = read_log(str(log))
+    assert histogram.get_total_count() == 300
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+    stdout = capsys.readouterr().out
+    assert "p99.9" in stdout
+    assert "default c3" in stdout
+
+
+def test_tuned_client_with_chained_futures(server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "tuned.json"
+    status = run_bench(
+        server,
+        *("--profile", "tuned", "--concurrency", "4", "--requests", "200", "--warmup", "20"),
+        *("--json", str(out)),
+    )
+    assert status == 0
+    result = load(out)
+    assert result["client_model"] == "futures"
+    assert (result["requests"], result["errors"]) == (200, 0)
+    assert {m["name"] for m in result["measures"]} >= {"grpc-engine-off", "gc-freeze"}
+
+
+@pytest.mark.parametrize("model", ["threads", "futures"])
+def test_tuned_client_at_concurrency_one(server: RunningServer, tmp_path: Path, model: str) -> None:
+    out = tmp_path / "c1.json"
+    status = run_bench(
+        server,
+        *("--profile", "tuned", "--client-model", model, "--requests", "100", "--warmup", "10"),
+        *("--payload-bytes", "1024", "--work-iterations", "50", "--json", str(out)),
+    )
+    assert status == 0
+    assert (load(out)["requests"], load(out)["errors"]) == (100, 0)
+
+
+def test_duration_mode(server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "duration.json"
+    assert run_bench(server, "--duration", "0.3", "--warmup", "10", "--json", str(out)) == 0
+    result = load(out)
+    assert result["requests"] > 0
+    assert result["duration_s"] >= 0.3
+
+
+def test_gate_fails_below_the_measured_values(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = run_bench(
+        server, "--requests", "50", "--warmup", "5", "--max-p50-us", "1", "--max-p999-us", "2"
+    )
+    assert status == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gate")]
+    assert len(lines) == 1
+    assert re.fullmatch(
+        r"gate failed: p50 = \d+\.\d us > limit 1\.0 us; p99\.9 = \d+\.\d us > limit 2\.0 us",
+        lines[0],
+    )
+
+
+def test_gate_passes_generous_limits(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = run_bench(
+        server,
+        *("--requests", "50", "--warmup", "5", "--max-p50-us", "5000000"),
+        *("--max-p99-us", "5000000", "--max-p999-us", "5000000", "--max-tail-ratio", "100000"),
+    )
+    assert status == 0
+    assert "gate failed" not in capsys.readouterr().err
+
+
+def test_request_errors_fail_the_gate(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "errors.json"
+    # The service refuses this much work with INVALID_ARGUMENT.
+    status = run_bench(
+        server,
+        *("--requests", "20", "--warmup", "0", "--json", str(out)),
+        *("--work-iterations", str(MAX_WORK_ITERATIONS + 1)),
+    )
+    assert status == 1
+    result = load(out)
+    assert (result["requests"], result["errors"]) == (0, 20)
+    assert "INVALID_ARGUMENT" in result["first_error"]
+    assert "gate failed: 20 errors" in capsys.readouterr().err
+
+
+def test_open_loop_latency_from_intended_send_time(server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "open.json"
+    rate = 400.0
+    status = run_bench(
+        server,
+        *("--rate", str(rate), "--requests", "200", "--concurrency", "2", "--warmup", "10"),
+        *("--json", str(out)),
+    )
+    assert status == 0
+    result = load(out)
+    assert result["mode"] == "open"
+    assert result["rate"] == rate
+    assert (result["requests"], result["errors"]) == (200, 0)
+    # Sends never precede their schedule, so the run cannot beat the rate.
+    assert result["throughput_rps"] <= rate * 1.05
+    uncorrected = result["uncorrected"]
+    assert uncorrected["requests"] == 200
+    for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"):
+        assert result[key] >= uncorrected[key]
+
+
+def test_unreachable_target_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(
+        ["bench", "--target", "127.0.0.1:9", "--requests", "1", "--timeout", "0.2"]
+    )
+    assert bench.run(args) == 1
+    assert "not reachable" in capsys.readouterr().err
