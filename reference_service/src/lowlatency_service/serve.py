@@ -40,6 +40,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import NoReturn
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -194,7 +195,7 @@ class RunningServer:
     metrics_port: int | None = None
     uds: str | None = None
     _downstream_channel: grpc.Channel | None = None
-    _metrics_httpd: object | None = None
+    _metrics_httpd: WSGIServer | None = None
     _executor: futures.ThreadPoolExecutor | None = None
     _stopped: bool = field(default=False, init=False)
 
@@ -212,8 +213,8 @@ class RunningServer:
         if self._downstream_channel is not None:
             self._downstream_channel.close()
         if self._metrics_httpd is not None:
-            self._metrics_httpd.shutdown()  # type: ignore[attr-defined]
-            self._metrics_httpd.server_close()  # type: ignore[attr-defined]
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
 
