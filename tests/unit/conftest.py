@@ -129,11 +129,8 @@ def build_sysfs(
 
 def _add_nic(root: Path, name: str, spec: dict) -> None:
     """spec: numa_node (int or None for no file), parent_numa_node, queues."""
-    slot = (
-        sum(1 for _ in (root / "sys/class/net").glob("*"))
-        if (root / "sys/class/net").exists()
-        else 0
-    )
+    net_dir = root / "sys/class/net"
+    slot = len(list(net_dir.iterdir())) if net_dir.exists() else 0
     pci = root / f"sys/devices/pci0000:00/0000:00:{slot + 3:02x}.0"
     device = pci / "virtio0" if "parent_numa_node" in spec else pci
     device.mkdir(parents=True, exist_ok=True)
