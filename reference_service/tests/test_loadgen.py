@@ -67,7 +67,7 @@ def test_duration_plan_stops() -> None:
     assert outcome.histogram.get_total_count() == counter[0] > 0
 
 
-def test_chain_keeps_slots_busy_and_counts_exactly() -> None:
+def test_outstanding_keeps_slots_busy_and_counts_exactly() -> None:
     """Completions arrive on one transport thread, as gRPC's channel thread delivers them."""
     pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     in_flight: set[int] = set()
@@ -92,7 +92,7 @@ def test_chain_keeps_slots_busy_and_counts_exactly() -> None:
         return submit
 
     progress = loadgen.Progress()
-    outcome = loadgen.Chain(loadgen.Plan(3, requests=100), bind, progress).run()
+    outcome = loadgen.Outstanding(loadgen.Plan(3, requests=100), bind, progress).run()
     pending.put(None)
     assert len(completed) == 100
     assert {slot for slot, _ in completed} == {0, 1, 2}
@@ -102,14 +102,14 @@ def test_chain_keeps_slots_busy_and_counts_exactly() -> None:
     assert progress.completed() == (90, 10)
 
 
-def test_chain_with_completions_on_another_thread() -> None:
+def test_outstanding_with_completions_on_another_thread() -> None:
     def bind(done: loadgen.Done) -> loadgen.Submit:
         def submit(slot: int) -> None:
             threading.Thread(target=done, args=(slot, None)).start()
 
         return submit
 
-    outcome = loadgen.Chain(loadgen.Plan(8, requests=400), bind).run()
+    outcome = loadgen.Outstanding(loadgen.Plan(8, requests=400), bind).run()
     assert outcome.histogram.get_total_count() == 400
 
 

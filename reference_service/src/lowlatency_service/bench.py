@@ -5,9 +5,9 @@ The client is half of every round trip, so the profile applies to it too.
 built per request. ``tuned`` (after cli has pinned the process and turned
 gRPC's newer engine off before ``import grpc``) sends preserialized request
 bytes and does not parse replies, freezes the GC after warm-up, and keeps N
-requests in flight as N outstanding futures chained by their completion
-callbacks rather than N threads, which contend for the GIL and wake each
-other (MEASUREMENTS.md: c64 p99.9 13 ms vs 28 ms).
+requests in flight as N outstanding futures driven by one client thread
+rather than N threads, which contend for the GIL and wake each other
+(MEASUREMENTS.md: c64 p99.9 13 ms vs 28 ms).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import itertools
 import json
+import resource
 import sys
 import threading
 import time
@@ -116,10 +117,10 @@ def _raw_calls(channel: grpc.Channel, args: argparse.Namespace) -> list[loadgen.
     return [make(slot) for slot in range(args.concurrency)]
 
 
-def _chained_submit(
+def _future_submit(
     channel: grpc.Channel, args: argparse.Namespace
 ) -> Callable[[loadgen.Done], loadgen.Submit]:
-    """loadgen.Chain's bind: Echo.future plus a preallocated done callback per slot."""
+    """loadgen.Outstanding's bind: Echo.future plus a preallocated done callback per slot."""
     if args.profile == "tuned":
         echo = _raw_echo(channel)
         requests: Sequence[object] = [
@@ -186,7 +187,7 @@ def _load(
     failures = (grpc.RpcError, ReplyMismatch)
     model = client_model(args)
     if model == "futures":
-        return loadgen.Chain(plan, _chained_submit(channel, args), progress).run()
+        return loadgen.Outstanding(plan, _future_submit(channel, args), progress).run()
     make_calls = _raw_calls if args.profile == "tuned" else _protobuf_calls
     calls = make_calls(channel, args)
     if plan.rate is not None:
@@ -204,8 +205,27 @@ def _connect(args: argparse.Namespace) -> grpc.Channel:
     return channel
 
 
-def _result(args: argparse.Namespace, summary: Summary, outcome: loadgen.Outcome) -> dict:
+def client_cost(before: resource.struct_rusage, requests: int) -> dict[str, float]:
+    """CPU time and context switches of this process per request since `before`.
+
+    Less sensitive to other load on the machine than latency, so it shows
+    what a client-side measure saves even on a noisy host.
+    """
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    count = max(requests, 1)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    switches = (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw)
+    return {
+        "client_cpu_us_per_request": round(cpu_s * 1e6 / count, 1),
+        "client_context_switches_per_request": round(switches / count, 2),
+    }
+
+
+def _result(
+    args: argparse.Namespace, summary: Summary, outcome: loadgen.Outcome, cost: dict[str, float]
+) -> dict:
     result: dict[str, object] = dict(summary.to_dict())
+    result.update(cost)
     result.update(
         tail_ratio=round(summary.tail_ratio, 3),
         target=args.target,
@@ -246,11 +266,13 @@ def run(args: argparse.Namespace) -> int:
             _load(channel, args, warmup, progress)
         runtime.after_warmup(args.profile)
         plan = loadgen.Plan(args.concurrency, args.requests, args.duration, args.rate)
+        before = resource.getrusage(resource.RUSAGE_SELF)
         if show_progress:
             with _ProgressLine(progress, label):
                 outcome = _load(channel, args, plan, progress)
         else:
             outcome = _load(channel, args, plan, progress)
+        cost = client_cost(before, outcome.histogram.get_total_count() + outcome.errors)
 
     summary = summarize(outcome.histogram, outcome.errors, outcome.elapsed_s)
     mode = f"open loop {args.rate:g} req/s" if args.rate is not None else "closed loop"
@@ -265,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(_result(args, summary, outcome), handle, indent=2)
+            json.dump(_result(args, summary, outcome, cost), handle, indent=2)
             handle.write("\n")
     if args.hdr_log:
         end = outcome.started_at + outcome.elapsed_s

@@ -102,8 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--client-model",
         choices=CLIENT_MODELS,
         default="auto",
-        help="closed loop: a thread per slot, or N outstanding futures chained by their "
-        "completion callbacks; auto = threads for default, futures for tuned at "
+        help="closed loop: a thread per slot, or N outstanding futures driven by one "
+        "client thread; auto = threads for default, futures for tuned at "
         "concurrency > 1 (default %(default)s)",
     )
     parser.add_argument(

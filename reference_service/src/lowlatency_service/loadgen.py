@@ -4,9 +4,9 @@ Three ways to keep N requests in flight:
 
 - ``run_threads``: closed loop, one thread per slot, each sending its next
   request when the previous one answered (the plain client).
-- ``run_chained``: closed loop, N outstanding asynchronous requests, each
-  completion sending the slot's next request from the completion callback:
-  no thread per slot and no hand-off between threads on the request path.
+- ``Outstanding``: closed loop, N outstanding asynchronous requests driven
+  by one client thread: no thread per slot, so no GIL contention and no
+  wake-ups between client threads.
 - ``run_open_loop``: constant rate. Each slot has a fixed schedule (slot k
   sends at start + (k + i * N) / rate) and its latency is measured from the
   intended send time, so a stall of the service counts for every request it
@@ -17,6 +17,7 @@ Three ways to keep N requests in flight:
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -222,57 +223,52 @@ def run_open_loop(
     return _run_slot_threads(loop, slots_n, plan, progress or Progress())
 
 
-class Chain:
-    """Closed loop of N outstanding asynchronous requests, chained by completion callbacks.
+class Outstanding:
+    """Closed loop of N outstanding asynchronous requests driven by one client thread.
 
-    ``bind(done)`` returns the transport's ``submit(slot)``, which starts the
-    slot's request and arranges for ``done(slot, error)`` on completion. Completions arrive
-    on the transport's own thread; a lock guards the shared histogram because
-    a request that completes before its callback is registered runs the
-    callback on the submitting thread instead.
+    The transport's completion callback only time-stamps the answer and
+    queues the slot; the client thread records it and sends the slot's next
+    request. Sending from the transport's own polling thread instead stalls
+    gRPC's older I/O path (measured: half the throughput, 100 ms tails).
     """
 
     def __init__(
         self, plan: Plan, bind: Callable[[Done], Submit], progress: Progress | None = None
     ) -> None:
-        self._concurrency = plan.concurrency
         self._plan = plan
         self._submit = bind(self.done)
         self._progress = progress or Progress()
         self._slot = _Slot()
         self._sent_ns = [0] * plan.concurrency
-        self._lock = threading.Lock()
-        self._running = 0
-        self._finished = threading.Event()
-        self._budget = _Budget(plan)
+        self._answers: queue.SimpleQueue[tuple[int, int, str | None]] = queue.SimpleQueue()
+
+    def done(self, slot: int, error: str | None) -> None:
+        self._answers.put((slot, time.perf_counter_ns(), error))
 
     def run(self) -> Outcome:
         self._progress.attach([self._slot])
-        self._running = self._concurrency
-        self._finished.clear()
         started_at = time.time()
         started_ns = time.perf_counter_ns()
-        self._budget = _Budget(self._plan)
-        for slot in range(self._concurrency):
-            self._next(slot)
-        self._finished.wait()
-        return _collect([self._slot], started_ns, started_at)
-
-    def done(self, slot: int, error: str | None) -> None:
-        answered = time.perf_counter_ns()
-        with self._lock:
+        budget = _Budget(self._plan)
+        histogram = self._slot.histogram
+        sent_ns = self._sent_ns
+        clock = time.perf_counter_ns
+        in_flight = 0
+        for slot in range(self._plan.concurrency):
+            if budget.take():
+                sent_ns[slot] = clock()
+                self._submit(slot)
+                in_flight += 1
+        get = self._answers.get
+        while in_flight:
+            slot, answered, error = get()
+            in_flight -= 1
             if error is None:
-                record_ns(self._slot.histogram, answered - self._sent_ns[slot])
+                record_ns(histogram, answered - sent_ns[slot])
             else:
                 self._slot.fail(error)
-        self._next(slot)
-
-    def _next(self, slot: int) -> None:
-        if not self._budget.take():
-            with self._lock:
-                self._running -= 1
-                if not self._running:
-                    self._finished.set()
-            return
-        self._sent_ns[slot] = time.perf_counter_ns()
-        self._submit(slot)
+            if budget.take():
+                sent_ns[slot] = clock()
+                self._submit(slot)
+                in_flight += 1
+        return _collect([self._slot], started_ns, started_at)
