@@ -11,11 +11,12 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
 from lowlatency_service.serve import (
@@ -172,6 +173,44 @@ def test_chain_with_downstream_down_is_unavailable() -> None:
             assert health.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         running.stop(grace=None)
+
+
+def test_chain_with_a_downstream_that_is_no_latency_service_is_unavailable() -> None:
+    other = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), other)
+    target = f"127.0.0.1:{other.add_insecure_port('127.0.0.1:0')}"
+    other.start()
+    running = start_server("127.0.0.1", 0, "default", downstream=target)
+    try:
+        with grpc.insecure_channel(running.address) as chan:
+            error = rpc_error(lambda: echo(chan, request_id=1))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert f"downstream {target}: UNIMPLEMENTED" in error.details()
+    finally:
+        running.stop(grace=None)
+        other.stop(None)
+
+
+def test_chain_passes_the_downstream_status_on() -> None:
+    last = start_server("127.0.0.1", 0, "default", workers=1, max_concurrent_rpcs=1)
+    first = start_server("127.0.0.1", 0, "default", downstream=last.address)
+    try:
+        with (
+            grpc.insecure_channel(last.address) as direct,
+            grpc.insecure_channel(first.address) as chained,
+        ):
+            echo(direct)  # connect first, so the slow call below starts at once
+            busy = latency_pb2_grpc.LatencyServiceStub(direct).Echo.future(
+                latency_pb2.EchoRequest(work_iterations=MAX_WORK_ITERATIONS), timeout=30
+            )
+            time.sleep(0.02)
+            error = rpc_error(lambda: echo(chained))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"downstream {last.address}: RESOURCE_EXHAUSTED" in error.details()
+            busy.result()
+    finally:
+        first.stop(grace=None)
+        last.stop(grace=None)
 
 
 def test_request_limit_gives_resource_exhausted() -> None:

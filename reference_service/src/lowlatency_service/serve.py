@@ -121,6 +121,17 @@ class Metrics:
         self.errors.labels(code.name).inc()
 
 
+def downstream_status(code: grpc.StatusCode) -> grpc.StatusCode:
+    """The status to answer with when the downstream call failed with `code`.
+
+    A connection failure already arrives as UNAVAILABLE, and the downstream's
+    own answers (deadline, limit, ...) are passed on. UNIMPLEMENTED would tell
+    the caller that *this* method does not exist, when the fault is a
+    downstream that is not a LatencyService: UNAVAILABLE instead.
+    """
+    return grpc.StatusCode.UNAVAILABLE if code == grpc.StatusCode.UNIMPLEMENTED else code
+
+
 class LatencyServicer(latency_pb2_grpc.LatencyServiceServicer):
     """Echo with deterministic work; no logging or locking on the request path."""
 
@@ -162,13 +173,11 @@ class LatencyServicer(latency_pb2_grpc.LatencyServiceServicer):
             try:
                 hops += self._downstream(request, timeout=context.time_remaining()).hops
             except grpc.RpcError as exc:
-                # A connection failure already arrives as UNAVAILABLE; any other
-                # status is the downstream's answer and is passed on as such.
                 self._fail(
                     context,
                     start,
-                    exc.code(),
-                    f"downstream {self._downstream_target}: {exc.details()}",
+                    downstream_status(exc.code()),
+                    f"downstream {self._downstream_target}: {exc.code().name}: {exc.details()}",
                 )
         reply = latency_pb2.EchoReply(
             request_id=request.request_id,
