@@ -24,6 +24,7 @@ from lowlatency_service.serve import (
     MAX_WORK_ITERATIONS,
     SERVICE_NAME,
     RunningServer,
+    _bind_address,
     start_server,
     work,
 )
@@ -246,8 +247,9 @@ def scrape(port: int) -> str:
         return response.read().decode()
 
 
-def test_metrics_endpoint_serves_histogram_and_counters() -> None:
-    running = start_server("127.0.0.1", 0, "default", metrics_port=0)
+@pytest.mark.parametrize("profile", ["default", "tuned"])  # tuned: warm-up must not count
+def test_metrics_endpoint_serves_histogram_and_counters(profile: str) -> None:
+    running = start_server("127.0.0.1", 0, profile, metrics_port=0)
     try:
         assert running.metrics_port not in (None, running.port)
         with grpc.insecure_channel(running.address) as chan:
@@ -346,3 +348,27 @@ def test_cli_refuses_bad_cpus(cpus: str, message: str) -> None:
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_unix_domain_socket(tmp_path: Path) -> None:
+    path = tmp_path / "service.sock"
+    running = start_server("127.0.0.1", 0, "default", uds=str(path))
+    try:
+        with grpc.insecure_channel(f"unix:{path}") as chan:
+            assert echo(chan, request_id=11).hops == 1
+    finally:
+        running.stop(grace=None)
+
+
+def test_ipv6_address_is_bracketed() -> None:
+    assert _bind_address("::1", 50051) == "[::1]:50051"
+    assert _bind_address("127.0.0.1", 0) == "127.0.0.1:0"
+
+
+def test_busy_port_is_refused() -> None:
+    running = start_server("127.0.0.1", 0, "tuned", workers=1)  # tuned: no SO_REUSEPORT
+    try:
+        with pytest.raises(OSError, match="cannot listen"):
+            start_server("127.0.0.1", running.port, "tuned", workers=1)
+    finally:
+        running.stop(grace=None)
