@@ -37,7 +37,9 @@ def test_cases_per_concurrency_and_idle_hold() -> None:
     by_name = {c.name: c for c in cases}
     assert by_name["default c1"].pinning == compare.Pinning(None, None)
     assert by_name["tuned c1"].pinning == compare.Pinning("0", "1")
-    assert by_name["raw tcp c16"].pinning == compare.Pinning("0", "1")
+    assert by_name["raw tcp c1"].pinning == compare.Pinning("0", "1")
+    assert by_name["tuned c16"].pinning == compare.Pinning("0-1", "1")
+    assert by_name["default c16"].pinning == compare.Pinning(None, None)
     # The dma0 cases reuse the servers of the plain ones.
     assert by_name["tuned c1 dma0"].server_key == by_name["tuned c1"].server_key
     assert len(compare.build_cases([1], "0", "1", dma_zero_too=False)) == 3
