@@ -349,7 +349,7 @@ class Knob:
         result["status"] = "applied"
         if self.module.check_mode:
             return self.predict(current, value)
-        return self.apply(state, entry is None, original, value)
+        return self.apply(state, entry, original, value)
 
     def predict(self, current: str, value: str) -> Dict[str, Any]:
         if not os.access(self.real_path, os.W_OK):
@@ -357,16 +357,24 @@ class Knob:
         self.result["reason"] = "check mode: would change %r to %r" % (current.strip(), value)
         return self.finish("applied")
 
-    def apply(self, state: RoleState, new_entry: bool, original: str, value: str) -> Dict[str, Any]:
-        """Record first, so a crash after the write still leaves the original on the host."""
+    def apply(
+        self, state: RoleState, entry: Optional[Dict[str, Any]], original: str, value: str
+    ) -> Dict[str, Any]:
+        """Record first, so a crash after the write still leaves the original on the host.
+
+        A refused write leaves the record as it was before this call.
+        """
         result = self.result
+        previous = dict(entry) if entry else None
         state.record("setting", self.path, original, value, compare=self.compare)
         state.save()
         refused = self.write(value)
         if refused:
-            if new_entry:
+            if previous is None:
                 state.forget("setting", self.path)
-                state.save()
+            else:
+                state.entries("setting")[self.path] = previous
+            state.save()
             return self.skip(refused)
         after, why = self.read()
         result["actual"] = after.strip() if after is not None else None

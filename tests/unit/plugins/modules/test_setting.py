@@ -272,3 +272,16 @@ def test_value_required_when_present(module_runner, tree, state_dir):
     result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS))
     assert result["failed"] is True
     assert "value" in result["msg"]
+
+
+def test_refused_write_keeps_the_earlier_record(module_runner, tree, state_dir, monkeypatch):
+    module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
+    before = record(state_dir)
+
+    def refuse(path, value):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(setting, "write_knob", refuse)
+    result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="5"))
+    assert result["status"] == "skipped"
+    assert record(state_dir) == before
