@@ -94,6 +94,7 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
         ([*GOOD, "--cpus", "0-x"], "--cpus: bad CPU list item"),
         ([*GOOD, "--cpus", "4095"], "not available to this process"),
         (["compare", "--cpus-server", "4095", "--runs", "1"], "not available to this process"),
+        ([*GOOD, "--rate", "100", "--client-model", "futures"], "closed loop only"),
     ],
 )
 def test_console_script_exits_2_with_the_reason(argv: list[str], message: str) -> None:

@@ -102,6 +102,11 @@ def test_ratios_and_targets() -> None:
     assert "NOT MET" in compare.targets({"tuned c1": summary(400, 1000, 1)})[0].line()
 
 
+def test_busy_host_warning() -> None:
+    assert compare.busy_warning(0.3, 2) is None
+    assert "load average 7.5 on 2 CPUs" in compare.busy_warning(7.5, 2)
+
+
 def test_idle_latency_hold_writes_a_zero_int32_while_open(tmp_path: Path) -> None:
     device = tmp_path / "cpu_dma_latency"
     device.write_bytes(b"")
@@ -144,6 +149,7 @@ def test_short_compare_writes_every_case_and_a_png(
     assert set(report["ratios"]["c1"]) == {"tuned/default", "tuned/raw tcp", "default/raw tcp"}
     assert report["cpu_dma_latency"].startswith("cases ending" if dma_ok else "cases with")
     assert {t["description"] for t in report["targets"]} >= {"c1 tuned p50 us"}
+    assert set(report["load_average"]) == {"before", "after"}
     assert png.read_bytes()[:8] == PNG_MAGIC
     printed = capsys.readouterr()
     assert "tuned c1" in printed.out

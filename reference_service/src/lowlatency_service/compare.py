@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import re
 import shlex
 import signal
@@ -307,6 +308,21 @@ def _write(path: str, write: Callable[[str], None]) -> None:
     write(path)
 
 
+def busy_warning(load_1min: float, cpus: int) -> str | None:
+    """A warning when other work was running at the start: pinned cases suffer most.
+
+    A process pinned to a core that a neighbour keeps busy waits for its
+    time slice (milliseconds); an unpinned one moves. On such a host the
+    tuned figures say more about the neighbours than about the tuning.
+    """
+    if load_1min < 1.0:
+        return None
+    return (
+        f"warning: load average {load_1min:.1f} on {cpus} CPUs before the runs; other work "
+        "competes with the pinned cases, so compare ratios within this run only"
+    )
+
+
 def _dma_cases(args: argparse.Namespace) -> tuple[bool, str]:
     """Whether to add the idle-latency-0 cases, and the line that says so (or why not)."""
     if args.no_cpu_dma_latency:
@@ -395,7 +411,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"cpu_dma_latency: {dma_note}", file=sys.stderr)
 
     cases = build_cases(args.concurrency_list, server_cpus, client_cpus, dma_zero_too)
+    load_before = os.getloadavg()
     results = measure(cases, args)
+    load_after = os.getloadavg()
+    busy = busy_warning(load_before[0], len(runtime.allowed_cpus()))
+    if busy:
+        print(busy, file=sys.stderr)
 
     medians = {name: r.median() for name, r in results.items() if r.runs}
     print(
@@ -422,6 +443,8 @@ def run(args: argparse.Namespace) -> int:
         extra = {
             "cpus": {"server": server_cpus, "client": client_cpus},
             "cpu_dma_latency": dma_note,
+            "load_average": {"before": load_before, "after": load_after},
+            "busy_warning": busy,
             "ratios": all_ratios,
             "targets": [vars(t) for t in checked],
         }
