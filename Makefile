@@ -10,7 +10,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COLLECTION_ROOT := build/collections/ansible_collections/lowlatency/tuning
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-common \
-	parted dosfstools e2fsprogs openssh-client rsync iproute2 procps util-linux
+	parted dosfstools e2fsprogs openssh-client rsync iproute2 procps util-linux \
+	mmdebstrap
 
 .PHONY: help setup system-deps lint sanity unit molecule test demo compare proto proto-check lock clean
 
@@ -57,7 +58,21 @@ unit: setup  ## pytest: module and filter unit tests, reference service tests
 	$(BIN)/pytest -q tests/unit reference_service/tests
 
 molecule: setup system-deps  ## every molecule scenario on throwaway QEMU VMs
-	@echo "no molecule scenario yet"
+	@export PATH="$(CURDIR)/$(BIN):$$PATH"; \
+	scenarios="$${SCENARIOS:-$$(for f in molecule/*/molecule.yml; do basename "$$(dirname "$$f")"; done)}"; \
+	current=""; \
+	trap '[ -z "$$current" ] || $(BIN)/python tests/testbed/vm.py --state-dir .cache/testbed/vms stop --name "$$current-*"' EXIT; \
+	start=$$SECONDS; tests/testbed/image/build-image.sh >/dev/null; \
+	report="$$(printf '%-16s %-7s %5ss' image ready $$((SECONDS - start)))"; status=0; \
+	for current in $$scenarios; do \
+	  start=$$SECONDS; \
+	  if molecule test -s "$$current"; then result=passed; else result=FAILED; status=1; fi; \
+	  report+="$$(printf '\n%-16s %-7s %5ss' "$$current" $$result $$((SECONDS - start)))"; \
+	done; current=""; \
+	echo "molecule scenario times:"; echo "$$report"; exit $$status
+
+image: system-deps  ## build the test bed's Debian 12 VM image, or reuse the cached one
+	tests/testbed/image/build-image.sh
 
 test: lint sanity unit molecule  ## everything CI runs
 
