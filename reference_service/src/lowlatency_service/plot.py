@@ -15,6 +15,7 @@ from lowlatency_service.histogram import NS_PER_US
 
 _TICKS = ((0.0, "0%"), (90.0, "90%"), (99.0, "99%"), (99.9, "99.9%"), (99.99, "99.99%"))
 _POINTS = 200
+_LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def _curve(histogram: HdrHistogram) -> tuple[list[float], list[float]]:
@@ -39,10 +40,16 @@ def plot_percentiles(curves: Mapping[str, HdrHistogram], path: str, title: str) 
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figure, axes = plt.subplots(figsize=(9, 5.5), dpi=100)
+    colors = plt.get_cmap("tab10").colors
+    drawn = 0
     for name, histogram in curves.items():
         if histogram.get_total_count():
             xs, ys = _curve(histogram)
-            axes.plot(xs, ys, label=name, linewidth=1.5)
+            # Ten distinct colours, then the same colours again with another line style.
+            style = _LINE_STYLES[drawn // len(colors) % len(_LINE_STYLES)]
+            color = colors[drawn % len(colors)]
+            axes.plot(xs, ys, label=name, linewidth=1.5, color=color, linestyle=style)
+            drawn += 1
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xticks([1.0 / (1.0 - p / 100.0) for p, _ in _TICKS])
