@@ -68,15 +68,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency",
         type=positive_int,
         default=1,
+        metavar="N",
         help="requests in flight, one at a time per slot (default %(default)s)",
     )
     amount = parser.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--requests", type=positive_int, help="measured requests")
+    amount.add_argument("--requests", type=positive_int, metavar="N", help="measured requests")
     amount.add_argument("--duration", type=positive_float, metavar="S", help="seconds to measure")
     parser.add_argument(
         "--warmup",
         type=non_negative_int,
         default=1000,
+        metavar="N",
         help="requests sent first and left out of the histogram (default %(default)s)",
     )
     parser.add_argument(
@@ -90,12 +92,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--payload-bytes",
         type=payload_bytes,
         default=64,
+        metavar="N",
         help="request payload size in bytes (default %(default)s)",
     )
     parser.add_argument(
         "--work-iterations",
         type=non_negative_int,
         default=0,
+        metavar="N",
         help="rounds of server-side work per request (default %(default)s)",
     )
     parser.add_argument(
@@ -117,9 +121,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hdr-log", metavar="FILE", help="write an HdrHistogram log (ns)")
     parser.add_argument("--plot", metavar="FILE.png", help="write a latency-by-percentile plot")
     gate = parser.add_argument_group("gate (exit status 1 when a limit is breached)")
-    gate.add_argument("--max-p50-us", type=positive_float, metavar="X")
-    gate.add_argument("--max-p99-us", type=positive_float, metavar="X")
-    gate.add_argument("--max-p999-us", type=positive_float, metavar="X")
+    gate.add_argument("--max-p50-us", type=positive_float, metavar="X", help="limit of p50 (us)")
+    gate.add_argument("--max-p99-us", type=positive_float, metavar="X", help="limit of p99 (us)")
+    gate.add_argument("--max-p999-us", type=positive_float, metavar="X", help="limit of p99.9 (us)")
     gate.add_argument(
-        "--max-tail-ratio", type=positive_float, metavar="X", help="limit of p99.9 / p50"
+        "--max-tail-ratio",
+        type=positive_float,
+        metavar="X",
+        help="limit of p99.9 / p50; any request error fails the gate too",
     )

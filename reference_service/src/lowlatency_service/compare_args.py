@@ -22,18 +22,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--requests",
         type=positive_int,
         default=20000,
+        metavar="N",
         help="measured requests per case and run (default %(default)s)",
     )
     parser.add_argument(
         "--runs",
         type=positive_int,
         default=3,
+        metavar="N",
         help="alternating runs; medians are reported (default %(default)s)",
     )
     parser.add_argument(
         "--warmup",
         type=non_negative_int,
         default=2000,
+        metavar="N",
         help="warm-up requests of each run, not measured (default %(default)s)",
     )
     parser.add_argument(
@@ -44,14 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="concurrency levels to run (default 1,16)",
     )
     parser.add_argument(
-        "--payload-bytes", type=payload_bytes, default=64, help="(default %(default)s)"
+        "--payload-bytes",
+        type=payload_bytes,
+        default=64,
+        metavar="N",
+        help="request payload size in bytes (default %(default)s)",
     )
     parser.add_argument("--json", metavar="FILE", help="write every run and the medians as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="write a latency-by-percentile plot")
     parser.add_argument(
         "--cpus-server",
         metavar="LIST",
-        help="CPUs of the tuned and raw TCP servers (default: the first CPU available)",
+        help="CPUs of the tuned and raw TCP servers; above concurrency 1 they get the "
+        "client's too (default: the first CPU available)",
     )
     parser.add_argument(
         "--cpus-client",
