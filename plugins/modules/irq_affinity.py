@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: irq_affinity
-short_description: Pin a NIC's IRQs, RPS and XPS masks, and keep other IRQs off chosen CPUs, with a record to undo it
+short_description: Pin a NIC's IRQs and RPS/XPS masks, keep other IRQs off chosen CPUs, undo it
 version_added: 0.1.0
 description:
   - Finds the IRQs of each interface in O(interfaces) from the MSI vectors of its device
@@ -242,7 +242,9 @@ class Pinner:
         self.report.append(entry)
         return entry
 
-    def put(self, path: str, want: Set[int], compare: str, note: str, subset: bool = False):
+    def put(
+        self, path: str, want: Set[int], compare: str, note: str, subset: bool = False
+    ) -> Dict[str, Any]:
         """Make path hold want (or, with subset, any non-empty part of it)."""
         text = format_cpulist(sorted(want)) if compare == "cpulist" else cpus_to_mask(sorted(want))
         current = self.read(path)
@@ -255,16 +257,19 @@ class Pinner:
         if have is not None and (have == want or (subset and have and have <= want)):
             return self.add(path, text, current, "applied", note)
         if self.check:
-            self.changed = True
-            if not os.access(under(self.root, path), os.W_OK):
-                return self.add(path, text, current, "skipped", "not writable: %s" % path)
-            return self.add(
-                path,
-                text,
-                current,
-                "applied",
-                "check mode: would change %r to %r" % (current, text),
-            )
+            return self.predict(path, text, current)
+        return self.change(path, text, current, (want, compare, note))
+
+    def predict(self, path: str, text: str, current: str) -> Dict[str, Any]:
+        self.changed = True
+        if not os.access(under(self.root, path), os.W_OK):
+            return self.add(path, text, current, "skipped", "not writable: %s" % path)
+        why = "check mode: would change %r to %r" % (current, text)
+        return self.add(path, text, current, "applied", why)
+
+    def change(self, path: str, text: str, current: str, goal: tuple) -> Dict[str, Any]:
+        """Record first, so a crash after the write still leaves the original on the host."""
+        want, compare, note = goal
         new_entry = self.state.get("setting", path) is None
         self.state.record("setting", path, current, text, compare=compare)
         self.state.save()
@@ -282,13 +287,8 @@ class Pinner:
         except CpuSetError:
             ok = False
         if not ok:
-            return self.add(
-                path,
-                text,
-                after,
-                "drifted",
-                "wrote %r but the kernel reads back %r" % (text, after),
-            )
+            why = "wrote %r but the kernel reads back %r" % (text, after)
+            return self.add(path, text, after, "drifted", why)
         return self.add(path, text, after, "applied", note)
 
     def pin_irq(self, irq: Dict[str, Any], want: Set[int], interface: str, subset: bool) -> None:
@@ -385,7 +385,7 @@ class Pinner:
                     original,
                     None,
                     "skipped",
-                    "gone since it was recorded (IRQ freed or interface renumbered): record dropped",
+                    "gone since it was recorded (IRQ freed or renumbered): record dropped",
                 )
                 if not self.check:
                     self.state.forget("setting", path)

@@ -116,7 +116,7 @@ def test_pins_nic_irqs_rps_xps_and_records(module_runner, root, state_dir):
     record = json.loads((state_dir / "irq.json").read_text())["entries"]["setting"]
     assert record["/proc/irq/31/smp_affinity_list"]["original"] == "0-3"
     assert record["/sys/class/net/eth1/queues/tx-1/xps_cpus"]["original"] == "4"
-    queue_irq = [item for item in result["irqs"] if item["irq"] == 31][0]
+    queue_irq = next(item for item in result["irqs"] if item["irq"] == 31)
     assert queue_irq["queue"] is True
     assert queue_irq["before"] == "0-3"
     assert queue_irq["actual"] == "0-1"
@@ -177,7 +177,7 @@ def test_refused_irq_is_reported_not_fatal(module_runner, root, state_dir, monke
             "reason": "the kernel refuses to move this IRQ: EIO (managed or per-CPU IRQ)",
         }
     ]
-    entry = [e for e in result["report"] if e["setting"] == "/proc/irq/0/smp_affinity_list"][0]
+    entry = next(e for e in result["report"] if e["setting"] == "/proc/irq/0/smp_affinity_list")
     assert entry["status"] == "skipped"
     assert affinity(root, 0) == "0-3"
     record = json.loads((state_dir / "irq.json").read_text())["entries"]["setting"]
@@ -226,7 +226,7 @@ def test_absent_drops_irqs_that_are_gone(module_runner, root, state_dir):
     module_runner(irq_affinity, args(root, state_dir, interfaces=["eth1"], cpus="0-1"))
     (root / "proc/irq/31/smp_affinity_list").unlink()
     result = module_runner(irq_affinity, args(root, state_dir, state="absent"))
-    gone = [e for e in result["report"] if e["setting"] == "/proc/irq/31/smp_affinity_list"][0]
+    gone = next(e for e in result["report"] if e["setting"] == "/proc/irq/31/smp_affinity_list")
     assert gone["status"] == "skipped"
     assert "gone" in gone["reason"]
     assert not (state_dir / "irq.json").exists()
