@@ -146,6 +146,11 @@ def test_short_compare_writes_every_case_and_a_png(
         assert len(case["runs"]) == 1
         assert set(SCHEMA_KEYS) <= set(case["median"])
         assert case["median"]["requests"] == 60
+    for name in ("default c1", "tuned c1"):
+        cost = report["cases"][name]["client_cost_median"]
+        assert cost["client_cpu_us_per_request"] > 0
+        assert cost["client_context_switches_per_request"] >= 0
+    assert report["cases"]["raw tcp c1"]["client_cost_median"] == {}
     assert set(report["ratios"]["c1"]) == {"tuned/default", "tuned/raw tcp", "default/raw tcp"}
     assert report["cpu_dma_latency"].startswith("cases ending" if dma_ok else "cases with")
     assert {t["description"] for t in report["targets"]} >= {"c1 tuned p50 us"}

@@ -37,6 +37,8 @@ from lowlatency_service.report import table
 SERVER_START_TIMEOUT_S = 60.0
 _LISTENING = re.compile(r"listening on (\S+)")
 DMA_SUFFIX = " dma0"
+# Extra keys of bench's JSON kept per run (see bench.client_cost).
+CLIENT_COST_KEYS = ("client_cpu_us_per_request", "client_context_switches_per_request")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,17 @@ class CaseResult:
     runs: list[dict] = field(default_factory=list)
     histograms: list[HdrHistogram] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+
+    def client_cost(self) -> dict[str, float]:
+        """Median client CPU and context switches per request (gRPC clients only).
+
+        Unlike latency, these barely move with other load on the host.
+        """
+        return {
+            key: round(statistics.median(run[key] for run in self.runs), 2)
+            for key in CLIENT_COST_KEYS
+            if self.runs and all(key in run for run in self.runs)
+        }
 
     def median(self) -> Summary:
         def med(key: str) -> float:
@@ -393,7 +406,11 @@ def _json_report(
             "cpus_client": case.pinning.client,
             "cpu_dma_latency_zero": case.dma_zero,
             "median": medians[case.name].to_dict() if case.name in medians else None,
-            "runs": [{key: run[key] for key in SCHEMA_KEYS} for run in results[case.name].runs],
+            "runs": [
+                {key: run[key] for key in (*SCHEMA_KEYS, *CLIENT_COST_KEYS) if key in run}
+                for run in results[case.name].runs
+            ],
+            "client_cost_median": results[case.name].client_cost(),
             "failures": results[case.name].failures,
         }
         for case in cases
@@ -424,6 +441,13 @@ def run(args: argparse.Namespace) -> int:
         f"tuned and raw tcp pinned: server {server_cpus}, client {client_cpus}"
     )
     print(table(list(medians.items())))
+    for name, result in results.items():
+        cost = result.client_cost()
+        if cost:
+            print(
+                f"{name:>18}  client {cost['client_cpu_us_per_request']:.0f} us CPU, "
+                f"{cost['client_context_switches_per_request']:.2f} context switches per request"
+            )
     all_ratios = {}
     for suffix in ("", DMA_SUFFIX) if dma_zero_too else ("",):
         for concurrency in args.concurrency_list:
