@@ -20,9 +20,6 @@ HIGHEST_NS = 60_000_000_000
 SIGNIFICANT_DIGITS = 3
 NS_PER_US = 1000.0
 
-# The percentiles every report shows, as (label, percentile).
-PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
-
 # Keys of the JSON that every later benchmark play reads; renaming one breaks them.
 SCHEMA_KEYS = (
     "p50_us",
