@@ -74,6 +74,8 @@ units:
       pids: [812]
       cpus: "2-3"
       policies: [fifo]
+      rt_priorities: [10]
+      nices: [0]
       tasks:
         - {pid: 812, tid: 812, comm: myservice, cpus: "2-3", policy: fifo, rt_priority: 10, nice: 0}
 intruders:
@@ -189,7 +191,15 @@ def tasks(root: str) -> Iterator[Dict[str, Any]]:
 
 def survey(root: str, units: List[str], watched: set) -> Dict[str, Any]:
     per_unit: Dict[str, Dict[str, Any]] = {
-        unit: {"pids": [], "cpus": "", "policies": [], "tasks": []} for unit in units
+        unit: {
+            "pids": [],
+            "cpus": "",
+            "policies": [],
+            "rt_priorities": [],
+            "nices": [],
+            "tasks": [],
+        }
+        for unit in units
     }
     union: Dict[str, set] = {unit: set() for unit in units}
     intruders: List[Dict[str, Any]] = []
@@ -204,8 +214,13 @@ def survey(root: str, units: List[str], watched: set) -> Dict[str, Any]:
             entry = per_unit[unit]
             if task["pid"] not in entry["pids"]:
                 entry["pids"].append(task["pid"])
-            if task["policy"] not in entry["policies"]:
-                entry["policies"].append(task["policy"])
+            for key, values in (
+                ("policy", "policies"),
+                ("rt_priority", "rt_priorities"),
+                ("nice", "nices"),
+            ):
+                if task[key] not in entry[values]:
+                    entry[values].append(task[key])
             union[unit] |= cpus
             keys = ("pid", "tid", "comm", "cpus", "policy", "rt_priority", "nice")
             entry["tasks"].append({key: task[key] for key in keys})

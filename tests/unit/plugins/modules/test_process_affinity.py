@@ -59,6 +59,8 @@ def test_unit_tasks_found_by_cgroup(module_runner, proc):
     assert unit["pids"] == [300]
     assert unit["cpus"] == "2-3"
     assert unit["policies"] == ["fifo"]
+    assert unit["rt_priorities"] == [10]
+    assert unit["nices"] == [0]
     assert [(t["tid"], t["cpus"], t["rt_priority"]) for t in unit["tasks"]] == [
         (300, "2-3", 10),
         (301, "3", 10),
@@ -79,7 +81,14 @@ def test_intruders_and_kernel_threads_on_the_watched_cpus(module_runner, proc):
 
 def test_a_unit_without_processes_is_empty(module_runner, proc):
     result = module_runner(process_affinity, {"root": str(proc), "units": ["gone.service"]})
-    assert result["units"]["gone.service"] == {"pids": [], "cpus": "", "policies": [], "tasks": []}
+    assert result["units"]["gone.service"] == {
+        "pids": [],
+        "cpus": "",
+        "policies": [],
+        "rt_priorities": [],
+        "nices": [],
+        "tasks": [],
+    }
     assert result["intruders"] == []
 
 
