@@ -66,6 +66,6 @@ def test_tells_systemd_when_the_value_is_held(tmp_path):
 @pytest.mark.parametrize("args", [[], ["-1"], ["abc"], ["1", "2", "3"]])
 def test_refuses_bad_arguments(tmp_path, args):
     proc = start(args)
-    _, err = proc.communicate(timeout=10)
+    err = proc.communicate(timeout=10)[1]
     assert proc.returncode == 2
     assert b"usage" in err

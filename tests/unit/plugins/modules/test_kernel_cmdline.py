@@ -13,12 +13,11 @@ from ansible_collections.lowlatency.tuning.plugins.modules import kernel_cmdline
 
 @pytest.fixture
 def run_module(module_runner):
-    """module_runner (tests/unit/conftest.py) with check and diff mode; returns (result, failed)."""
+    """module_runner (tests/unit/conftest.py) with check and diff mode."""
 
     def _run(main, args, check_mode=False, diff=False):
         module_args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
-        result = module_runner(kernel_cmdline, module_args)
-        return result, bool(result.get("failed"))
+        return module_runner(kernel_cmdline, module_args)
 
     return _run
 
@@ -189,11 +188,11 @@ def host(tmp_path):
 
 
 def test_present_adds_replaces_and_records(host, run_module):
-    result, failed = run_module(
+    result = run_module(
         kernel_cmdline.main,
         host.args(args={"nohz_full": "2-3", "mitigations": "off", "nosoftlockup": None}),
     )
-    assert not failed, result
+    assert not result.get("failed"), result
     assert result["changed"]
     assert host.updates() == 1
     params = host.configured()
@@ -221,25 +220,25 @@ def test_second_run_changes_nothing_and_reboot_clears_pending(host, run_module):
     args = host.args(args=["nohz_full=2-3", "skew_tick=1"])
     run_module(kernel_cmdline.main, args)
     before = host.grub()
-    result, _ = run_module(kernel_cmdline.main, args)
+    result = run_module(kernel_cmdline.main, args)
     assert not result["changed"]
     assert host.grub() == before
     assert host.updates() == 1
     assert result["reboot_required"]
     host.boot()
-    result, _ = run_module(kernel_cmdline.main, args)
+    result = run_module(kernel_cmdline.main, args)
     assert not result["reboot_required"]
     assert [entry["status"] for entry in result["report"]] == ["applied", "applied"]
     assert result["report"][0]["actual"] == "nohz_full=2-3"
 
 
 def test_duplicate_key_collapses_and_restore_brings_both_back(host, run_module):
-    result, _ = run_module(kernel_cmdline.main, host.args(args={"console": "ttyS1"}))
+    result = run_module(kernel_cmdline.main, host.args(args={"console": "ttyS1"}))
     assert result["changes"] == {
         "console": {"before": ["tty0", "ttyS0,115200"], "after": ["ttyS1"]}
     }
     assert cmdline.values_of(host.configured(), "console") == ["ttyS1"]
-    result, _ = run_module(kernel_cmdline.main, host.args(state="absent"))
+    result = run_module(kernel_cmdline.main, host.args(state="absent"))
     assert result["changed"]
     assert host.grub() == GRUB
     assert not (host.path / "state" / "cmdline" / "kernel.json").exists()
@@ -250,8 +249,8 @@ def test_absent_restores_exact_file_and_is_idempotent(host, run_module):
         kernel_cmdline.main,
         host.args(args={"nohz_full": "2-3", "mitigations": "off", "nosoftlockup": None}),
     )
-    result, failed = run_module(kernel_cmdline.main, host.args(state="absent"))
-    assert not failed
+    result = run_module(kernel_cmdline.main, host.args(state="absent"))
+    assert not result.get("failed")
     assert result["changed"]
     assert host.grub() == GRUB
     assert {entry["setting"] for entry in result["report"]} == {
@@ -261,7 +260,7 @@ def test_absent_restores_exact_file_and_is_idempotent(host, run_module):
     }
     # The running kernel still has none of them: nothing pending after restore.
     assert not result["reboot_required"]
-    result, _ = run_module(kernel_cmdline.main, host.args(state="absent"))
+    result = run_module(kernel_cmdline.main, host.args(state="absent"))
     assert not result["changed"]
     assert host.updates() == 2
 
@@ -269,7 +268,7 @@ def test_absent_restores_exact_file_and_is_idempotent(host, run_module):
 def test_absent_after_reboot_reports_pending(host, run_module):
     run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
     host.boot()
-    result, _ = run_module(kernel_cmdline.main, host.args(state="absent"))
+    result = run_module(kernel_cmdline.main, host.args(state="absent"))
     assert result["pending_reboot"] == {"nohz_full": True}
     assert result["report"][0]["expected"] == ""
 
@@ -277,7 +276,7 @@ def test_absent_after_reboot_reports_pending(host, run_module):
 def test_absent_leaves_a_value_the_user_changed_since(host, run_module):
     run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
     (host.path / "grub").write_text(host.grub().replace("nohz_full=2-3", "nohz_full=1-3"))
-    result, _ = run_module(kernel_cmdline.main, host.args(state="absent"))
+    result = run_module(kernel_cmdline.main, host.args(state="absent"))
     assert not result["changed"]
     assert "nohz_full=1-3" in host.grub()
     assert result["report"][0]["status"] == "drifted"
@@ -296,7 +295,7 @@ def test_owners_remove_only_their_own(host, run_module):
 
 def test_absent_with_named_keys_keeps_the_rest(host, run_module):
     run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3", "skew_tick": "1"}))
-    result, _ = run_module(kernel_cmdline.main, host.args(state="absent", args=["skew_tick"]))
+    result = run_module(kernel_cmdline.main, host.args(state="absent", args=["skew_tick"]))
     assert list(result["changes"]) == ["skew_tick"]
     params = host.configured()
     assert ("nohz_full", "2-3") in params
@@ -308,14 +307,12 @@ def test_exclusive_restores_keys_dropped_from_args(host, run_module):
         kernel_cmdline.main,
         host.args(exclusive=True, args={"nohz_full": "2-3", "mitigations": "off"}),
     )
-    result, _ = run_module(
-        kernel_cmdline.main, host.args(exclusive=True, args={"nohz_full": "2-3"})
-    )
+    result = run_module(kernel_cmdline.main, host.args(exclusive=True, args={"nohz_full": "2-3"}))
     assert result["changes"] == {"mitigations": {"before": ["off"], "after": ["auto"]}}
     assert "mitigations" not in host.record()["keys"]
     # Without exclusive, a missing key is left alone.
     run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3", "mitigations": "off"}))
-    result, _ = run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
+    result = run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
     assert not result["changed"]
 
 
@@ -328,10 +325,10 @@ def test_first_recorded_original_survives_value_changes(host, run_module):
 
 
 def test_check_mode_predicts_without_writing(host, run_module):
-    result, failed = run_module(
+    result = run_module(
         kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}), check_mode=True, diff=True
     )
-    assert not failed
+    assert not result.get("failed")
     assert result["changed"]
     assert "nohz_full=2-3" in result["cmdline"]
     assert result["pending_reboot"] == {"nohz_full": True}
@@ -351,7 +348,7 @@ def test_no_assignment_appends_one(host, run_module):
 def test_dropin_that_overrides_is_the_one_edited(host, run_module):
     dropin = host.path / "grub.d" / "50-cloudimg-settings.cfg"
     dropin.write_text('GRUB_CMDLINE_LINUX="console=ttyS0 earlyprintk=ttyS0"\n')
-    result, _ = run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
+    result = run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
     assert (
         dropin.read_text() == 'GRUB_CMDLINE_LINUX="console=ttyS0 earlyprintk=ttyS0 nohz_full=2-3"\n'
     )
@@ -363,29 +360,29 @@ def test_dropin_that_overrides_is_the_one_edited(host, run_module):
 
 
 def test_failed_update_leaves_files_as_they_were(host, run_module):
-    result, failed = run_module(
+    result = run_module(
         kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}, update_command=["false"])
     )
-    assert failed
+    assert result.get("failed")
     assert "failed" in result["msg"]
     assert host.grub() == GRUB
 
 
 def test_bad_args_fail_before_any_change(host, run_module):
-    result, failed = run_module(kernel_cmdline.main, host.args(args={"nohz_full": False}))
-    assert failed
+    result = run_module(kernel_cmdline.main, host.args(args={"nohz_full": False}))
+    assert result.get("failed")
     assert "ambiguous" in result["msg"]
     assert host.grub() == GRUB
-    result, failed = run_module(kernel_cmdline.main, host.args(owner="../x", args={"a": "1"}))
-    assert failed
+    result = run_module(kernel_cmdline.main, host.args(owner="../x", args={"a": "1"}))
+    assert result.get("failed")
     assert "not a valid record name" in result["msg"]
 
 
 def test_missing_grub_file_fails_clearly(host, run_module):
-    result, failed = run_module(
+    result = run_module(
         kernel_cmdline.main, host.args(grub_defaults_path=str(host.path / "nope"), args=["nosmt"])
     )
-    assert failed
+    assert result.get("failed")
     assert "does not exist" in result["msg"]
 
 
@@ -462,11 +459,11 @@ def grubby(tmp_path):
 
 
 def test_grubby_commands(grubby, run_module):
-    result, failed = run_module(
+    result = run_module(
         kernel_cmdline.main,
         grubby.args(args={"nohz_full": "2-3", "crashkernel": "1G", "nosoftlockup": None}),
     )
-    assert not failed, result
+    assert not result.get("failed"), result
     assert result["bootloader"] == "grubby"
     assert result["commands"] == [
         [str(grubby.path / "grubby"), "--update-kernel=ALL", "--remove-args=crashkernel"],
@@ -480,13 +477,13 @@ def test_grubby_commands(grubby, run_module):
         grubby.current()
         == "ro console=tty0 console=ttyS0 rhgb quiet nohz_full=2-3 crashkernel=1G nosoftlockup"
     )
-    result, _ = run_module(
+    result = run_module(
         kernel_cmdline.main,
         grubby.args(args={"nohz_full": "2-3", "crashkernel": "1G", "nosoftlockup": None}),
     )
     assert not result["changed"]
     assert result["commands"] == []
-    result, _ = run_module(kernel_cmdline.main, grubby.args(state="absent"))
+    result = run_module(kernel_cmdline.main, grubby.args(state="absent"))
     assert result["changed"]
     assert sorted(grubby.current().split()) == sorted(
         ["ro", "crashkernel=auto", "console=tty0", "console=ttyS0", "rhgb", "quiet"]
@@ -494,7 +491,7 @@ def test_grubby_commands(grubby, run_module):
 
 
 def test_grubby_check_mode_runs_only_info(grubby, run_module):
-    result, _ = run_module(kernel_cmdline.main, grubby.args(args=["nosmt"]), check_mode=True)
+    result = run_module(kernel_cmdline.main, grubby.args(args=["nosmt"]), check_mode=True)
     assert result["changed"]
     assert result["commands"] == [
         [str(grubby.path / "grubby"), "--update-kernel=ALL", "--args=nosmt"]
@@ -507,7 +504,7 @@ def test_grubby_multiple_values_restored_together(grubby, run_module):
     run_module(kernel_cmdline.main, grubby.args(args={"console": "ttyS1"}))
     assert grubby.current().split().count("console=ttyS1") == 1
     assert "console=tty0" not in grubby.current()
-    result, _ = run_module(kernel_cmdline.main, grubby.args(state="absent"))
+    result = run_module(kernel_cmdline.main, grubby.args(state="absent"))
     assert result["commands"][-1] == [
         str(grubby.path / "grubby"),
         "--update-kernel=ALL",
@@ -519,10 +516,10 @@ def test_absent_named_keys_report_after_the_record_is_gone(host, run_module):
     run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
     host.boot()
     run_module(kernel_cmdline.main, host.args(state="absent"))
-    result, _ = run_module(kernel_cmdline.main, host.args(state="absent", args=["nohz_full"]))
+    result = run_module(kernel_cmdline.main, host.args(state="absent", args=["nohz_full"]))
     assert not result["changed"]
     assert result["report"][0]["status"] == "pending_reboot"
     host.boot()
-    result, _ = run_module(kernel_cmdline.main, host.args(state="absent", args=["nohz_full"]))
+    result = run_module(kernel_cmdline.main, host.args(state="absent", args=["nohz_full"]))
     assert result["report"][0]["status"] == "restored"
     assert not result["reboot_required"]
