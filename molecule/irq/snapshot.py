@@ -14,7 +14,7 @@ def read(path: str) -> str:
 
 names = {}
 for line in read("/proc/interrupts").splitlines()[1:]:
-    number, _, rest = line.partition(":")
+    number, rest = [*line.split(":", 1), ""][:2]
     if number.strip().isdigit():
         names[int(number)] = rest.split()[-1]
 msi = os.path.join(os.path.realpath(NET + "/device/.."), "msi_irqs")

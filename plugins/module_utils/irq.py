@@ -109,7 +109,7 @@ def spread(cpus: List[int], count: int) -> List[List[int]]:
     With fewer CPUs than queues, queue i shares CPU i mod len(cpus).
     """
     if count <= 0 or not cpus:
-        return [[] for _ in range(max(count, 0))]
+        return [[] for index in range(max(count, 0))]
     if len(cpus) >= count:
         return [cpus[index::count] for index in range(count)]
     return [[cpus[index % len(cpus)]] for index in range(count)]

@@ -96,8 +96,6 @@ notes:
     when the link comes up. This module pins once; the irq role installs a unit that re-applies.
 seealso:
   - module: lowlatency.tuning.setting
-  - role: lowlatency.tuning.irq
-    description: Uses this module, bans irqbalance and re-applies after link events.
 """
 
 EXAMPLES = r"""
@@ -143,12 +141,31 @@ refused:
       reason: "the kernel refuses to move this IRQ: EIO (managed or per-CPU IRQ)"
 report:
   description:
-    - One record per file for the role's C(<role>_report) fact; RV(report[].setting) is the path.
-    - RV(report[].status) is V(applied), V(drifted) (written but the kernel reads back something
-      else), V(skipped) (refused or missing, see the reason) or V(restored).
+    - One record per file for the role's C(<role>_report) fact.
   type: list
   elements: dict
   returned: always
+  contains:
+    setting:
+      description: The file's path.
+      type: str
+    expected:
+      description: The CPUs (cpulist) or mask it should hold.
+      type: str
+    actual:
+      description: What it holds after the run (C(null) when it is missing).
+      type: str
+    status:
+      description:
+        - V(applied), V(drifted) (written but the kernel reads back something else),
+          V(skipped) (refused or missing, see the reason) or V(restored).
+      type: str
+    reason:
+      description: Why, in words.
+      type: str
+    pending_reboot:
+      description: Always V(false).
+      type: bool
   sample:
     - setting: /proc/irq/25/smp_affinity_list
       expected: "0-1"

@@ -52,8 +52,7 @@ attributes:
 notes:
   - A process that exits during the walk is skipped.
 seealso:
-  - role: lowlatency.tuning.service_pinning
-    description: Pins the units and uses this module to verify the result.
+  - module: lowlatency.tuning.irq_affinity
 """
 
 EXAMPLES = r"""

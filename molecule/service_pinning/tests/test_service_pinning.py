@@ -18,8 +18,8 @@ def cpulist(text: str) -> set[int]:
     cpus: set[int] = set()
     for part in text.split(","):
         if part:
-            start, _, end = part.partition("-")
-            cpus.update(range(int(start), int(end or start) + 1))
+            bounds = part.split("-", 1)
+            cpus.update(range(int(bounds[0]), int(bounds[-1]) + 1))
     return cpus
 
 

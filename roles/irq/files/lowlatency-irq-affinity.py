@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) lowlatency.tuning contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -44,8 +43,8 @@ def parse_cpulist(text: str) -> list[int]:
     for part in text.strip().split(","):
         if not part:
             continue
-        start, _, end = part.partition("-")
-        cpus.extend(range(int(start), int(end or start) + 1))
+        bounds = part.split("-", 1)
+        cpus.extend(range(int(bounds[0]), int(bounds[-1]) + 1))
     return sorted(set(cpus))
 
 
@@ -81,7 +80,7 @@ def queues(root: str, interface: str, kind: str) -> list[str]:
 
 def spread(cpus: list[int], count: int) -> list[list[int]]:
     if count <= 0 or not cpus:
-        return [[] for _ in range(max(count, 0))]
+        return [[] for index in range(max(count, 0))]
     if len(cpus) >= count:
         return [cpus[index::count] for index in range(count)]
     return [[cpus[index % len(cpus)]] for index in range(count)]
@@ -161,7 +160,7 @@ def watch(root: str, config: dict[str, dict[str, str | None]]) -> int:
     deadline = None
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready, _, _ = select.select([monitor.stdout], [], [], timeout)
+        ready = select.select([monitor.stdout], [], [], timeout)[0]
         if ready:
             line = monitor.stdout.readline()
             if not line:

@@ -100,10 +100,10 @@ def test_a_vanished_process_is_skipped(module_runner, proc):
 
 
 def test_policy_names():
-    _, fields = process_affinity.parse_stat(stat_line(9, "a) b", policy=5, nice=19))
+    fields = process_affinity.parse_stat(stat_line(9, "a) b", policy=5, nice=19))[1]
     assert fields["policy"] == "idle"
     assert fields["nice"] == 19
-    _, fields = process_affinity.parse_stat(stat_line(9, "x", policy=3))
+    fields = process_affinity.parse_stat(stat_line(9, "x", policy=3))[1]
     assert fields["policy"] == "batch"
 
 
