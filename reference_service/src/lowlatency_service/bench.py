@@ -26,7 +26,7 @@ import grpc
 
 from lowlatency_service import loadgen, runtime
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
-from lowlatency_service.cli import UsageError
+from lowlatency_service.errors import UsageError
 from lowlatency_service.gate import Limits, breaches, failure_line
 from lowlatency_service.histogram import Summary, summarize, write_log
 from lowlatency_service.report import table

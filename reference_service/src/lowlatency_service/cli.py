@@ -12,6 +12,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from lowlatency_service import runtime
+from lowlatency_service.errors import UsageError
+
 # subcommand -> module; each module has add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = {
     "serve": "lowlatency_service.serve",
@@ -26,10 +29,6 @@ HELP = {
 }
 
 
-class UsageError(Exception):
-    """Bad arguments found after parsing (exit status 2)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lowlatency-service", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -42,8 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from lowlatency_service import runtime
-
     try:
         runtime.apply_process_profile(args)
         module = importlib.import_module(SUBCOMMANDS[args.command])

@@ -30,7 +30,7 @@ import grpc
 from hdrh.histogram import HdrHistogram
 
 from lowlatency_service import cpu_dma_latency, runtime
-from lowlatency_service.cli import UsageError
+from lowlatency_service.errors import UsageError
 from lowlatency_service.histogram import SCHEMA_KEYS, Summary, merge, read_log
 from lowlatency_service.report import table
 
@@ -139,13 +139,7 @@ def _python_module(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-# cli.main as the console script runs it; `python -m lowlatency_service.cli` would make
-# cli.py __main__, so the UsageError that runtime raises would not be the one main() catches.
-_CLI = [
-    sys.executable,
-    "-c",
-    "import sys; from lowlatency_service.cli import main; sys.exit(main())",
-]
+_CLI = _python_module("lowlatency_service.cli")
 
 
 def server_command(case: Case) -> list[str]:

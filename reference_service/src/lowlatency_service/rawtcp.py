@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--json", metavar="FILE")
     bench.add_argument("--hdr-log", metavar="FILE")
     args = parser.parse_args(argv)
-    from lowlatency_service.cli import UsageError  # noqa: PLC0415
+    from lowlatency_service.errors import UsageError  # noqa: PLC0415
 
     try:
         return _serve(args) if args.command == "serve" else _bench(args)

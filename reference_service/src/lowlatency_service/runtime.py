@@ -29,7 +29,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lowlatency_service.cli import UsageError
+from lowlatency_service.errors import UsageError
 
 PROFILES = ("default", "tuned")
 

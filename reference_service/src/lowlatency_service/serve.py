@@ -49,7 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from lowlatency_service import runtime
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
-from lowlatency_service.cli import UsageError
+from lowlatency_service.errors import UsageError
 
 log = logging.getLogger("lowlatency_service.serve")
 
