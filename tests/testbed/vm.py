@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
 """Start and stop the throwaway QEMU guests the molecule scenarios test on.
 
-Each guest lives in its own directory: a copy-on-write overlay of the cached
-image, a per-run SSH key (its public half reaches the guest through QEMU
-fw_cfg), QEMU's pidfile and the serial console log. `stop` kills QEMU and
-removes the directory, whatever state the guest or an earlier step left.
+Each guest lives in its own directory: a copy-on-write overlay, a per-run SSH
+key (its public half reaches the guest through QEMU fw_cfg at boot, or over SSH
+right after a restore), QEMU's pidfile and the serial console log. `stop`
+kills QEMU and removes the directory, whatever state the guest or an earlier
+step left.
+
+By default a guest is not booted but restored: the first start for an image
+and machine configuration boots the image from disk once and saves the
+settled guest (disk overlay + QEMU migration stream) under the image cache's
+snapshots/; every later start restores that in seconds. Reboots inside a
+scenario still go through GRUB and the kernel on the guest's disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -108,20 +117,20 @@ def qemu_command(args: argparse.Namespace, vm_dir: Path, port: int) -> list[str]
     return cmd
 
 
-def ssh_command(vm_dir: Path, port: int, *remote: str) -> list[str]:
+def ssh_command(vm_dir: Path, port: int, *remote: str, key: Path | None = None) -> list[str]:
     return [
-        "ssh", *SSH_OPTIONS, "-i", str(vm_dir / "id_ed25519"), "-p", str(port),
+        "ssh", *SSH_OPTIONS, "-i", str(key or vm_dir / "id_ed25519"), "-p", str(port),
         f"{SSH_USER}@127.0.0.1", *remote,
     ]  # fmt: skip
 
 
-def wait_for_ssh(vm_dir: Path, port: int, timeout: float) -> None:
+def wait_for_ssh(vm_dir: Path, port: int, timeout: float, key: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if read_pid(vm_dir) is None:
             raise RuntimeError("QEMU exited while the guest was booting")
         probe = subprocess.run(
-            ssh_command(vm_dir, port, "true"),
+            ssh_command(vm_dir, port, "true", key=key),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             check=False,
@@ -140,43 +149,169 @@ def serial_tail(vm_dir: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def start(args: argparse.Namespace) -> int:
-    vm_dir = Path(args.state_dir).resolve() / args.name
-    stop_vm(vm_dir)
+def make_disk_and_key(vm_dir: Path, backing: Path) -> None:
     vm_dir.mkdir(parents=True)
-    began = time.monotonic()
     subprocess.run(
         [
             "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-            "-b", str(Path(args.image).resolve()), str(vm_dir / "disk.qcow2"),
+            "-b", str(backing), str(vm_dir / "disk.qcow2"),
         ],
         check=True,
     )  # fmt: skip
+    # A fixed comment keeps the fw_cfg file the same size for every key.
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"testbed-{args.name}",
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed",
          "-f", str(vm_dir / "id_ed25519")],
         check=True,
     )  # fmt: skip
+
+
+def launch(args: argparse.Namespace, vm_dir: Path, extra: list[str]) -> int:
+    """Start QEMU in the background; return the host port forwarded to SSH."""
     # The free port can be taken between our probe and QEMU's bind: retry.
     for _attempt in range(5):
         port = free_port()
         launched = subprocess.run(
-            qemu_command(args, vm_dir, port), capture_output=True, text=True, check=False
+            qemu_command(args, vm_dir, port) + extra, capture_output=True, text=True, check=False
         )
         if launched.returncode == 0:
-            break
+            (vm_dir / "port").write_text(f"{port}\n")
+            return port
         if "host forwarding" not in launched.stderr:
-            sys.stderr.write(launched.stderr)
-            stop_vm(vm_dir)
-            return 1
-    else:
-        sys.stderr.write(launched.stderr)
-        stop_vm(vm_dir)
-        return 1
-    (vm_dir / "port").write_text(f"{port}\n")
+            break
+    raise RuntimeError(f"QEMU did not start: {launched.stderr.strip()}")
+
+
+class Qmp:
+    """The few QEMU monitor (QMP) commands needed to save a running guest."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.stream = self.sock.makefile("rw")
+        self.stream.readline()  # greeting
+        self.run("qmp_capabilities")
+
+    def run(self, command: str, **arguments: object) -> object:
+        self.stream.write(json.dumps({"execute": command, "arguments": arguments}) + "\n")
+        self.stream.flush()
+        while True:
+            reply = json.loads(self.stream.readline())
+            if "error" in reply:
+                raise RuntimeError(f"QMP {command}: {reply['error']}")
+            if "return" in reply:
+                return reply["return"]
+
+    def close(self) -> None:
+        self.stream.close()
+        self.sock.close()
+
+
+def snapshot_key(args: argparse.Namespace, image: Path) -> str:
+    """Name a saved guest by everything its saved state depends on."""
+    qemu = subprocess.run(
+        ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[0]
+    config = [
+        image.name, qemu, args.accel, args.memory, args.sockets, args.cores, args.threads,
+        args.numa_nodes, args.nic_queues, tap_usable(),
+    ]  # fmt: skip
+    return hashlib.sha256(json.dumps(config).encode()).hexdigest()[:16]
+
+
+def ensure_snapshot(args: argparse.Namespace, image: Path) -> Path:
+    """Return a directory with a booted, settled guest saved to disk.
+
+    Made once per image and machine configuration by a cold boot; restoring it
+    costs seconds where a boot under TCG costs a minute or more.
+    """
+    root = image.parent / "snapshots"
+    root.mkdir(exist_ok=True)
+    final = root / f"{image.stem}-{snapshot_key(args, image)}"
+    with (root / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "state").exists():
+            return final
+        for stale in root.iterdir():
+            if stale.is_dir() and not stale.name.startswith(image.stem):
+                shutil.rmtree(stale, ignore_errors=True)
+        work = root / f".{final.name}.{os.getpid()}"
+        stop_vm(work)
+        make_disk_and_key(work, image)
+        try:
+            port = launch(args, work, ["-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off"])
+            wait_for_ssh(work, port, args.boot_timeout)
+            subprocess.run(
+                ssh_command(work, port, "systemctl is-system-running --wait; sync"),
+                stdin=subprocess.DEVNULL, capture_output=True, check=False,
+            )  # fmt: skip
+            qmp = Qmp(work / "qmp.sock")
+            qmp.run("stop")
+            qmp.run("migrate", uri=f"exec:cat > {work / 'state'}")
+            while (status := qmp.run("query-migrate")["status"]) not in ("completed", "failed"):  # type: ignore[index]
+                time.sleep(0.2)
+            if status != "completed":
+                raise RuntimeError("saving the booted guest failed")
+            qmp.run("quit")
+            qmp.close()
+        except BaseException:
+            stop_vm(work)
+            raise
+        while read_pid(work) is not None:
+            time.sleep(0.1)
+        for leftover in ("qmp.sock", "qemu.pid", "port"):
+            (work / leftover).unlink(missing_ok=True)
+        work.rename(final)
+        return final
+
+
+def resume(args: argparse.Namespace, vm_dir: Path, snapshot: Path) -> int:
+    """Restore the saved guest, then hand it this run's key and the clock."""
+    make_disk_and_key(vm_dir, snapshot / "disk.qcow2")
+    qmp_path = vm_dir / "qmp.sock"
+    port = launch(
+        args,
+        vm_dir,
+        [
+            "-incoming",
+            f"exec:cat {snapshot / 'state'}",
+            "-qmp",
+            f"unix:{qmp_path},server=on,wait=off",
+        ],
+    )
+    # The guest was saved paused, so it arrives paused: run it once it is in.
+    qmp = Qmp(qmp_path)
+    while qmp.run("query-status")["status"] == "inmigrate":  # type: ignore[index]
+        time.sleep(0.2)
+    qmp.run("cont")
+    qmp.close()
+    wait_for_ssh(vm_dir, port, args.boot_timeout, key=snapshot / "id_ed25519")
+    handover = (
+        "umask 077 && cat > /root/.ssh/authorized_keys.new && "
+        "mv /root/.ssh/authorized_keys.new /root/.ssh/authorized_keys && "
+        f"date -s @{time.time():.3f} >/dev/null"
+    )
+    subprocess.run(
+        ssh_command(vm_dir, port, handover, key=snapshot / "id_ed25519"),
+        input=(vm_dir / "id_ed25519.pub").read_bytes(), capture_output=True, check=True,
+    )  # fmt: skip
+    wait_for_ssh(vm_dir, port, 60)
+    return port
+
+
+def start(args: argparse.Namespace) -> int:
+    vm_dir = Path(args.state_dir).resolve() / args.name
+    image = Path(args.image).resolve()
+    stop_vm(vm_dir)
+    began = time.monotonic()
     try:
-        wait_for_ssh(vm_dir, port, args.boot_timeout)
-    except (RuntimeError, TimeoutError) as err:
+        if args.boot == "snapshot":
+            port = resume(args, vm_dir, ensure_snapshot(args, image))
+        else:
+            make_disk_and_key(vm_dir, image)
+            port = launch(args, vm_dir, [])
+            wait_for_ssh(vm_dir, port, args.boot_timeout)
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as err:
         sys.stderr.write(f"{args.name}: {err}\n--- serial console ---\n{serial_tail(vm_dir)}\n")
         if not args.keep_on_failure:
             stop_vm(vm_dir)
@@ -190,6 +325,7 @@ def start(args: argparse.Namespace) -> int:
             "identity_file": str(vm_dir / "id_ed25519"),
             "serial_log": str(vm_dir / "serial.log"),
             "pid": read_pid(vm_dir),
+            "boot": args.boot,
             "boot_seconds": round(time.monotonic() - began, 1),
         },
         sys.stdout,
@@ -246,6 +382,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     up.add_argument("--instance", help="name to report (molecule's platform name); default --name")
     up.add_argument("--image", required=True, help="cached base image (qcow2)")
     up.add_argument("--accel", choices=("tcg", "kvm"), default="tcg")
+    up.add_argument(
+        "--boot",
+        choices=("snapshot", "cold"),
+        default="snapshot",
+        help="restore a saved booted guest (made on first use) or boot from disk",
+    )
     up.add_argument(
         "--memory", type=int, default=3072, help="MiB, split evenly over the NUMA nodes"
     )

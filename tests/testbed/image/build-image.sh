@@ -32,7 +32,7 @@ PACKAGES=(
 # Kernel modules no QEMU guest loads: half the image's size.
 MODULE_EXCLUDES=()
 for dir in drivers/gpu drivers/media drivers/net/wireless drivers/net/ethernet drivers/infiniband \
-  drivers/staging drivers/bluetooth drivers/iio drivers/isdn drivers/scsi drivers/usb \
+  drivers/ata drivers/staging drivers/bluetooth drivers/iio drivers/isdn drivers/scsi drivers/usb \
   drivers/input/touchscreen drivers/hid drivers/mmc drivers/mtd sound net/bluetooth \
   net/mac80211 net/wireless fs/ocfs2 fs/gfs2 fs/btrfs fs/xfs; do
   MODULE_EXCLUDES+=(--dpkgopt="path-exclude=/lib/modules/*/kernel/$dir/*")
