@@ -13,13 +13,9 @@ def read(host, path: str) -> str:
 
 def test_boot_arguments_live(host):
     cmdline = read(host, "/proc/cmdline").split()
-    assert "hugepagesz=1G" in cmdline
-    assert "hugepages=1" in cmdline
-    assert cmdline.index("hugepagesz=1G") < cmdline.index("hugepages=1")
-
-
-def test_gigantic_page_granted_at_boot(host):
-    assert read(host, "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages") == "1"
+    assert "hugepagesz=2M" in cmdline
+    assert "hugepages=16" in cmdline
+    assert cmdline.index("hugepagesz=2M") < cmdline.index("hugepages=16")
 
 
 def test_pages_per_node_after_reboot(host):
