@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Start and stop the throwaway QEMU guests the molecule scenarios test on.
 
 Each guest lives in its own directory: a copy-on-write overlay, a per-run SSH

@@ -17,7 +17,7 @@ def read(host, path: str) -> str:
 def cpulist(text: str) -> set[int]:
     cpus: set[int] = set()
     for part in filter(None, text.split(",")):
-        first, _, last = part.partition("-")
+        first, _sep, last = part.partition("-")
         cpus.update(range(int(first), int(last or first) + 1))
     return cpus
 
