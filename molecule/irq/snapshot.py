@@ -23,6 +23,7 @@ snapshot = {
         names.get(int(irq), irq): read(f"/proc/irq/{irq}/smp_affinity_list")
         for irq in sorted(os.listdir(msi), key=int)
     },
+    "numbers": {names.get(int(irq), irq): int(irq) for irq in os.listdir(msi)},
     "queues": {
         f"{queue}/{knob}": read(f"{NET}/queues/{queue}/{knob}")
         for queue in sorted(os.listdir(NET + "/queues"))
