@@ -36,8 +36,11 @@ def test_cases_per_concurrency_and_idle_hold() -> None:
     ]
     by_name = {c.name: c for c in cases}
     assert by_name["default c1"].pinning == compare.Pinning(None, None)
-    assert by_name["tuned c1"].pinning == compare.Pinning("0", "1")
-    assert by_name["raw tcp c1"].pinning == compare.Pinning("0", "1")
+    # Concurrency 1: one core while idle states are as they are, two with dma0.
+    assert by_name["tuned c1"].pinning == compare.Pinning("0", "0")
+    assert by_name["raw tcp c1"].pinning == compare.Pinning("0", "0")
+    assert by_name["tuned c1 dma0"].pinning == compare.Pinning("0", "1")
+    assert by_name["raw tcp c1 dma0"].pinning == compare.Pinning("0", "1")
     assert by_name["tuned c16"].pinning == compare.Pinning("0-1", "1")
     assert by_name["default c16"].pinning == compare.Pinning(None, None)
     # The dma0 cases reuse the servers of the plain ones.
@@ -64,7 +67,7 @@ def test_commands_pin_tuned_and_raw_but_not_default() -> None:
     assert "--cpus" not in compare.server_command(cases["default c1"])
     args = build_parser().parse_args(["compare", "--requests", "7", "--warmup", "3"])
     client = compare.client_command(cases["raw tcp c1"], args, "h:1", Path("j"), Path("l"))
-    assert client[client.index("--cpus") + 1] == "1"
+    assert client[client.index("--cpus") + 1] == "0"  # c1 without dma0: one core
     assert client[client.index("--requests") + 1] == "7"
 
 

@@ -98,21 +98,28 @@ class CaseResult:
         )
 
 
-def pinning_for(kind: str, concurrency: int, server_cpus: str, client_cpus: str) -> Pinning:
+def pinning_for(
+    kind: str, concurrency: int, server_cpus: str, client_cpus: str, dma_zero: bool = False
+) -> Pinning:
     """Where each side runs.
 
     default is grpcio as shipped, so it is left where the scheduler puts it.
-    At concurrency 1, tuned and the raw floor put server and client on
-    different cores: the best round trip once idle states are held shallow
-    (MEASUREMENTS.md). Under load the server gets the client's cores too (one
-    worker thread per core): measured at c16 on the 2-core development VM,
-    1.2-1.4x the throughput and a shorter tail than a server held to its own
-    core, which a busy neighbour then stalls.
+    At concurrency 1, tuned and the raw floor share the server's core while
+    idle states are left as they are: a wake-up on a core that is already
+    awake costs nothing, where every cross-core wake-up of an idle vCPU
+    costs tens of µs (MEASUREMENTS.md: 305-312 µs p50 and 513-534 µs p99.9
+    on one core against 325 µs and 1,100 µs on two). With the idle-state
+    latency held at 0 (dma0) that cost is gone and the two sides run in
+    parallel on different cores (181 µs p50, 354 µs p99.9). Under load the
+    server gets the client's cores too (one worker thread per core):
+    measured at c16 on the 2-core development VM, 1.2-1.4x the throughput
+    and a shorter tail than a server held to its own core, which a busy
+    neighbour then stalls.
     """
     if kind == "default":
         return Pinning(None, None)
     if concurrency == 1:
-        return Pinning(server_cpus, client_cpus)
+        return Pinning(server_cpus, client_cpus if dma_zero else server_cpus)
     both = runtime.parse_cpulist(server_cpus) + runtime.parse_cpulist(client_cpus)
     return Pinning(runtime.format_cpulist(sorted(set(both))), client_cpus)
 
@@ -124,7 +131,7 @@ def build_cases(
     for dma_zero in (False, True) if dma_zero_too else (False,):
         for concurrency in concurrency_list:
             for kind in ("raw tcp", "default", "tuned"):
-                pinning = pinning_for(kind, concurrency, server_cpus, client_cpus)
+                pinning = pinning_for(kind, concurrency, server_cpus, client_cpus, dma_zero)
                 cases.append(Case(kind, concurrency, pinning, dma_zero))
     return cases
 

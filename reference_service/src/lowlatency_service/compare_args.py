@@ -64,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cpus-client",
         metavar="LIST",
-        help="CPUs of their clients (default: the second CPU available, else the first)",
+        help="CPUs of their clients at concurrency 1 with the idle-state latency held at 0 "
+        "and above concurrency 1; otherwise they share the server's (default: the second "
+        "CPU available, else the first)",
     )
     parser.add_argument(
         "--no-cpu-dma-latency",
