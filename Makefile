@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-comm
 	parted dosfstools e2fsprogs openssh-client rsync iproute2 procps util-linux \
 	mmdebstrap
 
-.PHONY: help setup system-deps lint sanity unit molecule test demo compare proto proto-check lock clean
+.PHONY: help setup system-deps lint sanity unit localhost molecule test demo compare proto proto-check lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ sanity: setup  ## ansible-test sanity from an ansible_collections/ path
 unit: setup  ## pytest: module and filter unit tests, reference service tests
 	$(BIN)/pytest -q tests/unit reference_service/tests
 
+localhost: setup  ## tune.yml, benchmark, verify and rollback against this machine (-c local; root, no systemd/GRUB, else skipped)
+	$(BIN)/pytest -q -rs tests/localhost
+
 molecule: setup system-deps  ## every molecule scenario on throwaway QEMU VMs
 	@export PATH="$(CURDIR)/$(BIN):$$PATH"; \
 	scenarios="$${SCENARIOS:-$$(for f in molecule/*/molecule.yml; do basename "$$(dirname "$$f")"; done)}"; \
@@ -74,7 +77,7 @@ molecule: setup system-deps  ## every molecule scenario on throwaway QEMU VMs
 image: system-deps  ## build the test bed's Debian 12 VM image, or reuse the cached one
 	tests/testbed/image/build-image.sh
 
-test: lint sanity unit molecule  ## everything CI runs
+test: lint sanity unit localhost molecule  ## everything CI runs
 
 compare: setup  ## quick local benchmark: default vs tuned vs raw TCP
 	$(BIN)/lowlatency-service compare --json artifacts/compare.json --plot artifacts/compare.png
