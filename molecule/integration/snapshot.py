@@ -1,0 +1,85 @@
+"""Write what tune.yml changes on the guest as JSON, to compare after rollback.yml.
+
+Kernel command line (running and configured), the tuned sysctls and sysfs
+knobs, units and drop-ins under /etc/systemd/system, systemd's own CPU
+affinity, every IRQ's affinity (by name), users, and the collection's state
+directory.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+
+def read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as error:
+        return f"unreadable: {error.strerror}"
+
+
+names = {}
+for line in read("/proc/interrupts").splitlines()[1:]:
+    number, rest = [*line.split(":", 1), ""][:2]
+    if number.strip().isdigit():
+        names[number.strip()] = rest.split()[-1] if rest.split() else number.strip()
+
+SYSCTLS = [
+    "net/core/busy_read",
+    "net/core/busy_poll",
+    "net/ipv4/tcp_fastopen",
+    "kernel/numa_balancing",
+    "kernel/nmi_watchdog",
+    "vm/stat_interval",
+    "kernel/timer_migration",
+    "vm/swappiness",
+    "vm/dirty_ratio",
+    "vm/dirty_background_ratio",
+]
+SYSFS = [
+    "/sys/devices/virtual/workqueue/cpumask",
+    "/sys/bus/workqueue/devices/writeback/cpumask",
+    "/sys/kernel/mm/ksm/run",
+    "/sys/kernel/mm/transparent_hugepage/enabled",
+    "/sys/devices/system/cpu/smt/control",
+]
+units = subprocess.run(
+    ["systemctl", "list-unit-files", "--no-legend", "--no-pager"],
+    capture_output=True,
+    text=True,
+    check=True,
+).stdout.split("\n")
+snapshot = {
+    "proc_cmdline": read("/proc/cmdline"),
+    "grub_defaults": read("/etc/default/grub"),
+    "sysctl": {name: read("/proc/sys/" + name) for name in SYSCTLS},
+    "sysfs": {path: read(path) for path in SYSFS},
+    "hugepages": {
+        path: read(path)
+        for path in sorted(glob.glob("/sys/devices/system/node/node*/hugepages/*/nr_hugepages"))
+    },
+    "etc_systemd": sorted(
+        os.path.relpath(os.path.join(root, name), "/etc/systemd")
+        for root, _dirs, files in os.walk("/etc/systemd")
+        for name in files
+    ),
+    "unit_files": sorted(line.split()[0] + " " + line.split()[1] for line in units if line.strip()),
+    "pid1_cpus": [
+        line for line in read("/proc/1/status").splitlines() if line.startswith("Cpus_allowed_list")
+    ],
+    "irqs": {
+        names.get(os.path.basename(os.path.dirname(path)), path): read(path)
+        for path in sorted(glob.glob("/proc/irq/*/smp_affinity_list"))
+    },
+    "users": sorted(line.split(":")[0] for line in read("/etc/passwd").splitlines()),
+    "sysctl_d": sorted(os.listdir("/etc/sysctl.d")),
+    "opt": sorted(os.listdir("/opt")),
+    "state_dir": sorted(os.listdir("/var/lib/lowlatency-tuning"))
+    if os.path.isdir("/var/lib/lowlatency-tuning")
+    else [],
+}
+with open(sys.argv[1], "w", encoding="utf-8") as handle:
+    json.dump(snapshot, handle, indent=2, sort_keys=True)
