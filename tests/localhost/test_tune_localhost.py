@@ -172,7 +172,9 @@ def test_tune_benchmark_verify_rollback(playbook, tmp_path):
         assert recap(second)[1] == 0, tail(second)
 
         # A limit below the measured p50 fails the play, naming figure, value and limit.
-        limit = round(summary["after"]["p50_us"] / 2, 1)
+        # Far below it: gRPC's p50 here is hundreds of us and varies run to run by 2x
+        # on a busy host; the raw TCP round trip alone is 55 us or more (MEASUREMENTS.md).
+        limit = min(round(summary["after"]["p50_us"] / 10, 1), 20.0)
         gated = playbook(
             "benchmark", "-e", f"benchmark_max_p50_us={limit}", "-e", "benchmark_baseline=false"
         )
