@@ -60,19 +60,8 @@ unit: setup  ## pytest: module and filter unit tests, reference service tests
 localhost: setup  ## tune.yml, benchmark, verify and rollback against this machine (-c local; root, no systemd/GRUB, else skipped)
 	$(BIN)/pytest -q -rs tests/localhost
 
-molecule: setup system-deps  ## every molecule scenario on throwaway QEMU VMs
-	@export PATH="$(CURDIR)/$(BIN):$$PATH"; \
-	scenarios="$${SCENARIOS:-$$(for f in molecule/*/molecule.yml; do basename "$$(dirname "$$f")"; done)}"; \
-	current=""; \
-	trap '[ -z "$$current" ] || $(BIN)/python tests/testbed/vm.py --state-dir .cache/testbed/vms stop --name "$$current-*"' EXIT; \
-	start=$$SECONDS; tests/testbed/image/build-image.sh >/dev/null; \
-	report="$$(printf '%-16s %-7s %5ss' image ready $$((SECONDS - start)))"; status=0; \
-	for current in $$scenarios; do \
-	  start=$$SECONDS; \
-	  if molecule test -s "$$current"; then result=passed; else result=FAILED; status=1; fi; \
-	  report+="$$(printf '\n%-16s %-7s %5ss' "$$current" $$result $$((SECONDS - start)))"; \
-	done; current=""; \
-	echo "molecule scenario times:"; echo "$$report"; exit $$status
+molecule: setup system-deps  ## every molecule scenario on throwaway QEMU VMs (SCENARIOS="a b" for some, MOLECULE_JOBS=2 at a time)
+	PATH="$(CURDIR)/$(BIN):$$PATH" tests/testbed/run-scenarios.sh $(SCENARIOS)
 
 image: system-deps  ## build the test bed's Debian 12 VM image, or reuse the cached one
 	tests/testbed/image/build-image.sh

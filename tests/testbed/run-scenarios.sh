@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Run molecule scenarios on the QEMU test bed, several at a time, and print
+# how long each took. Used by `make molecule`; run from the repository root.
+#
+#   tests/testbed/run-scenarios.sh [SCENARIO...]   (default: every molecule/*/molecule.yml)
+#
+# MOLECULE_JOBS (default 2) scenarios run side by side: a TCG guest runs the
+# one Python process Ansible starts in it on one host core, so a second
+# scenario uses the other core instead of leaving it idle. Each scenario's
+# output goes to .cache/testbed/logs/molecule-NAME.log and is printed whole
+# when the scenario ends, so the outputs do not interleave.
+set -euo pipefail
+
+repo=$(pwd -P)
+[ -f "$repo/galaxy.yml" ] || { echo "run-scenarios.sh: run it from the repository root" >&2; exit 2; }
+jobs=${MOLECULE_JOBS:-2}
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "run-scenarios.sh: MOLECULE_JOBS must be a positive integer, got '$jobs'" >&2; exit 2; }
+logs=$repo/.cache/testbed/logs
+mkdir -p "$logs"
+
+if [ $# -gt 0 ]; then
+  scenarios=("$@")
+else
+  scenarios=()
+  for file in molecule/*/molecule.yml; do scenarios+=("$(basename "$(dirname "$file")")"); done
+fi
+for name in "${scenarios[@]}"; do
+  [ -f "molecule/$name/molecule.yml" ] || { echo "run-scenarios.sh: no scenario molecule/$name" >&2; exit 2; }
+done
+
+# Molecule's prerun installs the collection into ~/.ansible/collections before
+# each scenario, replacing the copy another scenario is running from. It skips
+# that when the installed collection is a symlink to the project: make it one.
+collections=${ANSIBLE_HOME:-$HOME/.ansible}/collections/ansible_collections/lowlatency
+mkdir -p "$collections"
+if [ "$(readlink "$collections/tuning" || true)" != "$repo" ]; then
+  rm -rf "$collections/tuning"
+  ln -s "$repo" "$collections/tuning"
+fi
+
+guests=()
+for name in "${scenarios[@]}"; do guests+=(--name "$name-*"); done
+cleanup() { python3 tests/testbed/vm.py --state-dir .cache/testbed/vms stop "${guests[@]}" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+start=$SECONDS
+tests/testbed/image/build-image.sh >/dev/null
+image_time=$((SECONDS - start))
+
+run_one() {
+  local name=$1 begin=$SECONDS result=passed
+  molecule test -s "$name" >"$logs/molecule-$name.log" 2>&1 || result=FAILED
+  {
+    printf '===== molecule scenario %s: %s in %ss =====\n' "$name" "$result" $((SECONDS - begin))
+    cat "$logs/molecule-$name.log"
+  } | flock "$logs/.print.lock" cat
+  printf '%-16s %-7s %5ss\n' "$name" "$result" $((SECONDS - begin)) >>"$logs/times"
+}
+export -f run_one
+export logs
+
+: >"$logs/times"
+printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
+echo "molecule scenario times ($jobs at a time, $((SECONDS - start))s in all):"
+printf '%-16s %-7s %5ss\n' image ready "$image_time"
+cat "$logs/times"
+! grep -q ' FAILED ' "$logs/times"
