@@ -11,7 +11,6 @@ import json
 import os
 import re
 
-ISOLATED = "2-3"
 UNIT = "lowlatency-service.service"
 VENV = "/opt/lowlatency-service/venv"
 
@@ -29,12 +28,19 @@ def read_json(path: str) -> dict:
         return json.load(handle)
 
 
+def isolated() -> str:
+    """The isolated CPUs cpu_layout derived, from the verify report."""
+    rows = read_json(os.path.join(artifacts_dir(), "verify.json"))["rows"]
+    return next(row["actual"] for row in rows if row["setting"] == "cpu_layout:isolated")
+
+
 def test_boot_arguments_are_live(host):
     cmdline = host.file("/proc/cmdline").content_string.split()
+    cpus = isolated()
     for arg in (
-        f"isolcpus=managed_irq,domain,{ISOLATED}",
-        f"nohz_full={ISOLATED}",
-        f"rcu_nocbs={ISOLATED}",
+        f"isolcpus=managed_irq,domain,{cpus}",
+        f"nohz_full={cpus}",
+        f"rcu_nocbs={cpus}",
         "nosmt",
     ):
         assert arg in cmdline
@@ -56,7 +62,7 @@ def test_service_runs_sandboxed_as_its_user_on_the_isolated_cpus(host):
     pid = props["MainPID"]
     for task in host.check_output(f"ls /proc/{pid}/task").split():
         status = host.file(f"/proc/{pid}/task/{task}/status").content_string
-        assert re.search(r"^Cpus_allowed_list:\s*(\S+)$", status, re.M).group(1) == ISOLATED
+        assert re.search(r"^Cpus_allowed_list:\s*(\S+)$", status, re.M).group(1) == isolated()
 
 
 def test_service_answers_its_health_check_only_on_its_address(host):
