@@ -18,6 +18,7 @@ machine running the tests (molecule/integration covers those on a VM).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pathlib
@@ -73,6 +74,11 @@ def snapshot() -> dict:
         "service user": user,
         "/opt/lowlatency-service": os.path.exists("/opt/lowlatency-service"),
         "pidfile": PIDFILE.exists(),
+        "run and log files": sorted(
+            str(path)
+            for pattern in ("/run/lowlatency*", "/var/log/lowlatency*")
+            for path in glob.glob(pattern)
+        ),
     }
 
 
