@@ -439,7 +439,9 @@ def run(args: argparse.Namespace) -> int:
     medians = {name: r.median() for name, r in results.items() if r.runs}
     print(
         f"{args.runs} alternating runs of {args.requests} requests per case, medians; "
-        f"tuned and raw tcp pinned: server {server_cpus}, client {client_cpus}"
+        f"tuned and raw tcp pinned: server {server_cpus}, client {client_cpus} "
+        f"(at c1 without dma0 the client shares the server's CPUs; above c1 the server "
+        f"gets both)"
     )
     print(table(list(medians.items())))
     for name, result in results.items():
