@@ -123,21 +123,17 @@ def direct(*args):
     return result
 
 
+def start_args(tmp_path):
+    """The pidfile and the options every direct start of these tests gives."""
+    pidfile = str(tmp_path / "svc.pid")
+    log = str(tmp_path / "svc.log")
+    return pidfile, ["--pidfile", pidfile, "--log", log, "--user", "nobody", "--group", "nogroup"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting as another user needs root")
 def test_direct_start_is_idempotent_replaces_on_new_arguments_and_stops(tmp_path):
-    pidfile, log = str(tmp_path / "svc.pid"), str(tmp_path / "svc.log")
-    base = [
-        "--pidfile",
-        pidfile,
-        "--log",
-        log,
-        "--user",
-        "nobody",
-        "--group",
-        "nogroup",
-        "--settle",
-        "0.3",
-    ]
+    pidfile, options = start_args(tmp_path)
+    base = [*options, "--settle", "0.3"]
     first = direct("start", *base, "--", "/bin/sleep", "60")
     assert first.returncode == 0, first.stderr
     started = json.loads(first.stdout)
@@ -157,17 +153,10 @@ def test_direct_start_is_idempotent_replaces_on_new_arguments_and_stops(tmp_path
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting as another user needs root")
 def test_direct_start_reports_a_process_that_exits_at_once(tmp_path):
-    pidfile, log = str(tmp_path / "svc.pid"), str(tmp_path / "svc.log")
+    pidfile, options = start_args(tmp_path)
     result = direct(
         "start",
-        "--pidfile",
-        pidfile,
-        "--log",
-        log,
-        "--user",
-        "nobody",
-        "--group",
-        "nogroup",
+        *options,
         "--",
         "/bin/sh",
         "-c",
