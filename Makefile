@@ -77,6 +77,9 @@ molecule-ci: setup system-deps  ## the molecule scenarios CI runs (CI_SCENARIOS)
 
 test: lint sanity unit localhost molecule-ci  ## everything CI runs
 
+demo: setup system-deps  ## boot a test-bed VM, run tune.yml on it with a baseline, print the verify report and before/after percentiles (DEMO_ARGS=--keep keeps the VM)
+	$(BIN)/python tests/testbed/demo.py $(DEMO_ARGS)
+
 compare: setup  ## quick local benchmark: default vs tuned vs raw TCP
 	$(BIN)/lowlatency-service compare --json artifacts/compare.json --plot artifacts/compare.png
 
