@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """make demo: tune a throwaway test-bed VM end to end and show what changed.
 
 Boots one guest of the QEMU test bed (2 NUMA nodes, SMT, a 4-queue NIC),
@@ -12,7 +11,7 @@ Figures from an emulated (TCG) guest on a shared host show the mechanism:
 which settings land, the service pinned, the gate working. They are not the
 latency the hardware reaches; `make compare` measures that natively.
 
-    tests/testbed/demo.py [--keep] [--accel tcg|kvm] [--dir DIR]
+    python tests/testbed/demo.py [--keep] [--accel tcg|kvm] [--dir DIR]
 
 Run from the repository root, with the venv's Python (make demo does that).
 """
@@ -113,7 +112,7 @@ def latest_run(artifacts: Path, host: str, name: str) -> Path | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--dir", type=Path, default=REPO / ".cache" / "demo", help="work directory")
     parser.add_argument(
         "--accel", choices=("tcg", "kvm"), default=os.environ.get("TESTBED_ACCEL", "tcg")
