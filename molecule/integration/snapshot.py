@@ -1,7 +1,7 @@
 """Write what tune.yml changes on the guest as JSON, to compare after rollback.yml.
 
 Kernel command line (running and configured), the tuned sysctls and sysfs
-knobs, units and drop-ins under /etc/systemd/system, systemd's own CPU
+knobs, units, drop-ins and enable/mask links under /etc/systemd, systemd's own CPU
 affinity, every IRQ's affinity (by name), users, and the collection's state
 directory.
 """
@@ -9,7 +9,6 @@ directory.
 import glob
 import json
 import os
-import subprocess
 import sys
 
 
@@ -46,12 +45,6 @@ SYSFS = [
     "/sys/kernel/mm/transparent_hugepage/enabled",
     "/sys/devices/system/cpu/smt/control",
 ]
-units = subprocess.run(
-    ["systemctl", "list-unit-files", "--no-legend", "--no-pager"],
-    capture_output=True,
-    text=True,
-    check=True,
-).stdout.split("\n")
 snapshot = {
     "proc_cmdline": read("/proc/cmdline"),
     "grub_defaults": read("/etc/default/grub"),
@@ -61,12 +54,17 @@ snapshot = {
         path: read(path)
         for path in sorted(glob.glob("/sys/devices/system/node/node*/hugepages/*/nr_hugepages"))
     },
-    "etc_systemd": sorted(
-        os.path.relpath(os.path.join(root, name), "/etc/systemd")
-        for root, _dirs, files in os.walk("/etc/systemd")
-        for name in files
-    ),
-    "unit_files": sorted(line.split()[0] + " " + line.split()[1] for line in units if line.strip()),
+    # Units, drop-ins and what is enabled or masked (the symlinks and their
+    # targets), read from the files: `systemctl list-unit-files` times out on
+    # a busy emulated guest.
+    "etc_systemd": {
+        os.path.relpath(path, "/etc/systemd"): os.readlink(path) if os.path.islink(path) else "file"
+        for path in (
+            os.path.join(root, name)
+            for root, _dirs, files in os.walk("/etc/systemd")
+            for name in files
+        )
+    },
     "pid1_cpus": [
         line for line in read("/proc/1/status").splitlines() if line.startswith("Cpus_allowed_list")
     ],
