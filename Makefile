@@ -12,12 +12,12 @@ COLLECTION_ROOT := build/collections/ansible_collections/lowlatency/tuning
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-common \
 	parted dosfstools e2fsprogs openssh-client rsync iproute2 procps util-linux \
 	mmdebstrap
-# The scenarios `make test` (and so CI) runs: those that fit CI's 90 minutes
-# together with everything else on a 2-core runner under TCG. The others boot
-# the guest two or three times and take 20-30 minutes each there (measured
-# times: README, "The VM test bed"); `make molecule` runs every scenario.
-# service_pinning waits for a VM run of its rollback fix before it comes back.
-CI_SCENARIOS ?= testbed cpu_layout irq
+# The scenarios `make test` (and so CI) runs, longest first so that two at a
+# time finish together: those that fit CI's 90 minutes with everything else
+# on a 2-core runner under TCG (measured times: README, "The VM test bed").
+# kernel (two reboots, about 40 minutes) and integration (tune.yml end to end,
+# about an hour) run with `make molecule`, which runs every scenario.
+CI_SCENARIOS ?= hugepages service_pinning irq smt testbed cpu_layout
 
 .PHONY: help setup system-deps lint sanity unit localhost molecule molecule-ci test demo compare proto proto-check lock clean
 
