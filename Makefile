@@ -15,9 +15,9 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-comm
 # The scenarios `make test` (and so CI) runs, longest first so that two at a
 # time finish together: those that fit CI's 90 minutes with everything else
 # on a 2-core runner under TCG (measured times: README, "The VM test bed").
-# kernel (two reboots, about 40 minutes) and integration (tune.yml end to end,
-# about an hour) run with `make molecule`, which runs every scenario.
-CI_SCENARIOS ?= hugepages service_pinning irq smt testbed cpu_layout
+# integration (tune.yml end to end) runs with `make molecule`, which runs
+# every scenario.
+CI_SCENARIOS ?= kernel hugepages service_pinning irq smt testbed cpu_layout
 
 .PHONY: help setup system-deps lint sanity unit localhost molecule molecule-ci test demo compare proto proto-check lock clean
 
@@ -93,7 +93,7 @@ lock:  ## re-pin requirements-dev.txt from a fresh resolution
 	rm -rf build/lock && $(PYTHON) -m venv build/lock
 	build/lock/bin/pip install -q ansible-core==2.19.* molecule pytest-testinfra ansible-lint \
 	  grpcio grpcio-tools grpcio-health-checking grpcio-reflection protobuf hdrhistogram \
-	  jinja2 prometheus-client matplotlib yamllint ruff pytest
+	  jinja2 prometheus-client matplotlib yamllint ruff pytest mitogen
 	{ head -2 requirements-dev.txt; build/lock/bin/pip freeze | grep -v -E '^(pip|setuptools|wheel)=='; } > requirements-dev.txt.new
 	mv requirements-dev.txt.new requirements-dev.txt
 

@@ -171,6 +171,10 @@ def main() -> int:
             ANSIBLE_SSH_ARGS=" ".join(SSH_ARGS),
             ANSIBLE_TIMEOUT="60",
             ANSIBLE_RETRY_FILES_ENABLED="False",
+            # One Python interpreter in the guest for the whole run, as the
+            # molecule scenarios do (tests/testbed/strategy/mitogen_linear.py).
+            ANSIBLE_STRATEGY_PLUGINS=str(TESTBED / "strategy"),
+            ANSIBLE_STRATEGY=os.environ.get("TESTBED_STRATEGY", "mitogen_linear"),
         )
         playbook = Path(sys.executable).with_name("ansible-playbook")
         tune = run(

@@ -49,7 +49,9 @@ image_time=$((SECONDS - start))
 
 run_one() {
   local name=$1 begin=$SECONDS result=passed
-  molecule test -s "$name" >"$logs/molecule-$name.log" 2>&1 || result=FAILED
+  # Each line stamped with the time of day: where a scenario's time goes.
+  molecule test -s "$name" 2>&1 | while IFS= read -r line; do printf '%(%T)T %s\n' -1 "$line"; done >"$logs/molecule-$name.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || result=FAILED
   {
     printf '===== molecule scenario %s: %s in %ss =====\n' "$name" "$result" $((SECONDS - begin))
     cat "$logs/molecule-$name.log"
