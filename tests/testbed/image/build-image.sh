@@ -20,11 +20,13 @@ DISK_SIZE_MIB=4096
 PART_START_SECTOR=2048
 
 # What the roles and their tests need in the guest; keep it lean, every
-# package costs build time in CI.
+# package costs build time in CI. python3-apt: Ansible's apt module installs
+# it when missing and then re-executes itself, which it cannot do under the
+# Mitogen strategy the scenarios run with (tests/testbed/strategy/).
 PACKAGES=(
   systemd systemd-sysv udev dbus kmod
   linux-image-amd64 initramfs-tools grub-pc
-  openssh-server python3 sudo
+  openssh-server python3 python3-apt sudo
   iproute2 ethtool procps util-linux numactl irqbalance linux-cpupower
   hwloc-nox rt-tests
 )
