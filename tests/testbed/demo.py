@@ -19,9 +19,11 @@ Run from the repository root, with the venv's Python (make demo does that).
 from __future__ import annotations
 
 import argparse
+import configparser
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,12 +61,9 @@ FIGURES = (
     "throughput_rps",
     "errors",
 )
-SSH_ARGS = (
-    "-o ControlMaster=auto",
-    "-o ControlPersist=600s",
-    "-o ServerAliveInterval=15",
-    "-o UserKnownHostsFile=/dev/null",
-)
+# The Ansible settings (strategy, SSH options, timeouts) are the molecule
+# scenarios' own, read from their base configuration rather than copied.
+BASE_CONFIG = REPO / ".config" / "molecule" / "config.yml"
 NOTE = (
     "These figures come from an emulated (TCG) virtual machine on a shared host. They show the\n"
     "mechanism (what tune.yml sets, the service pinned, the gate at work), not the latency the\n"
@@ -109,6 +108,33 @@ def before_after(summary: dict) -> list[str]:
 def latest_run(artifacts: Path, host: str, name: str) -> Path | None:
     found = sorted((artifacts / host).glob(f"*/{name}"), key=lambda path: path.stat().st_mtime)
     return found[-1] if found else None
+
+
+def expand(value: object, env: dict[str, str]) -> str:
+    """Molecule's ``${VAR}`` and ``${VAR:-default}`` interpolation of a config value."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: env.get(m[1], m[2] or ""), text)
+
+
+def ansible_env(work: Path, base: dict[str, str]) -> dict[str, str]:
+    """Write work/ansible.cfg from the scenarios' config_options; return the run's environment.
+
+    The guest's host key changes with every demo, so known hosts go nowhere.
+    """
+    env = dict(base, MOLECULE_PROJECT_DIRECTORY=str(REPO))
+    provisioner = yaml.safe_load(BASE_CONFIG.read_text())["provisioner"]
+    config = configparser.ConfigParser(interpolation=None)
+    for section, options in provisioner["config_options"].items():
+        config[section] = {key: expand(value, env) for key, value in options.items()}
+    ssh = config["ssh_connection"]
+    ssh["ssh_args"] = ssh.get("ssh_args", "") + " -o UserKnownHostsFile=/dev/null"
+    config["defaults"]["retry_files_enabled"] = "false"
+    path = work / "ansible.cfg"
+    with path.open("w") as handle:
+        config.write(handle)
+    env.update({key: expand(value, env) for key, value in provisioner.get("env", {}).items()})
+    env.update(ANSIBLE_CONFIG=str(path), ANSIBLE_COLLECTIONS_PATH=str(work / "collections"))
+    return env
 
 
 def main() -> int:
@@ -163,19 +189,7 @@ def main() -> int:
         link = collections / "tuning"
         if not link.is_symlink():
             link.symlink_to(REPO)
-        env = dict(
-            os.environ,
-            ANSIBLE_COLLECTIONS_PATH=str(work / "collections"),
-            ANSIBLE_HOST_KEY_CHECKING="False",
-            ANSIBLE_PIPELINING="True",
-            ANSIBLE_SSH_ARGS=" ".join(SSH_ARGS),
-            ANSIBLE_TIMEOUT="60",
-            ANSIBLE_RETRY_FILES_ENABLED="False",
-            # One Python interpreter in the guest for the whole run, as the
-            # molecule scenarios do (tests/testbed/strategy/mitogen_linear.py).
-            ANSIBLE_STRATEGY_PLUGINS=str(TESTBED / "strategy"),
-            ANSIBLE_STRATEGY=os.environ.get("TESTBED_STRATEGY", "mitogen_linear"),
-        )
+        env = ansible_env(work, dict(os.environ))
         playbook = Path(sys.executable).with_name("ansible-playbook")
         tune = run(
             [str(playbook), "lowlatency.tuning.tune", "-i", str(inventory)], env=env, cwd=work
