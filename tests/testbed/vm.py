@@ -76,7 +76,7 @@ def qemu_command(args: argparse.Namespace, vm_dir: Path, port: int) -> list[str]
         "qemu-system-x86_64",
         "-name", args.name,
         "-machine", "pc",
-        "-accel", "tcg,thread=multi" if args.accel == "tcg" else "kvm",
+        "-accel", f"tcg,thread={args.tcg_thread}" if args.accel == "tcg" else "kvm",
         "-cpu", "host" if args.accel == "kvm" else "max,vendor=GenuineIntel",
         "-smp", f"{vcpus},sockets={args.sockets},cores={args.cores},threads={args.threads}",
         "-m", f"{node_mem * args.numa_nodes}M",
@@ -212,8 +212,8 @@ def snapshot_key(args: argparse.Namespace, image: Path) -> str:
         ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True
     ).stdout.splitlines()[0]
     config = [
-        image.name, qemu, args.accel, args.memory, args.sockets, args.cores, args.threads,
-        args.numa_nodes, args.nic_queues, tap_usable(),
+        image.name, qemu, args.accel, args.tcg_thread, args.memory, args.sockets, args.cores,
+        args.threads, args.numa_nodes, args.nic_queues, tap_usable(),
     ]  # fmt: skip
     return hashlib.sha256(json.dumps(config).encode()).hexdigest()[:16]
 
@@ -381,6 +381,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     up.add_argument("--instance", help="name to report (molecule's platform name); default --name")
     up.add_argument("--image", required=True, help="cached base image (qcow2)")
     up.add_argument("--accel", choices=("tcg", "kvm"), default="tcg")
+    up.add_argument(
+        "--tcg-thread",
+        choices=("single", "multi"),
+        default="multi",
+        help="TCG: one host thread for all vCPUs, or one per vCPU",
+    )
     up.add_argument(
         "--boot",
         choices=("snapshot", "cold"),
