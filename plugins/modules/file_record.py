@@ -143,6 +143,7 @@ report:
     pending_reboot: false
 """
 
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import os  # noqa: E402
 import stat  # noqa: E402
@@ -286,6 +287,11 @@ class FileRecord:
         if not self.module.check_mode:
             if original.get("copy") and os.path.exists(original["copy"]):
                 os.unlink(original["copy"])
+            # Leave no empty copy directories behind: state_dir is as before the role ran.
+            # Not empty (other owners' copies) or never made: OSError, left alone.
+            for directory in (self.copy_dir, os.path.dirname(self.copy_dir)):
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)
             state.forget("file", self.path)
             state.save()
         return self.finish(original.get("sha256"), "restored")

@@ -196,7 +196,8 @@ report:
       pending_reboot: true
 """
 
-import json  # noqa: E402 (Ansible wants imports after the documentation)
+import contextlib  # noqa: E402 (Ansible wants imports after the documentation)
+import json  # noqa: E402
 import os  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -265,6 +266,9 @@ class Record:
     def remove(self) -> None:
         if os.path.exists(self.path):
             os.unlink(self.path)
+        # Other owners' records still there, or never made: OSError, left alone.
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(self.path))
         self.exists = False
 
 

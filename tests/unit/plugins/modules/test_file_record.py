@@ -51,6 +51,7 @@ def test_record_and_restore_existing_file(module_runner, tmp_path, state_dir):
     assert restored["report"]["status"] == "restored"
     assert not os.path.exists(copy)
     assert not (state_dir / "kernel.json").exists()
+    assert not (state_dir / "files").exists(), "restoring leaves no empty copy directories"
 
 
 def test_absent_file_is_deleted_on_restore(module_runner, tmp_path, state_dir):

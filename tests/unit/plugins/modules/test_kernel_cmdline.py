@@ -242,6 +242,7 @@ def test_duplicate_key_collapses_and_restore_brings_both_back(host, run_module):
     assert result["changed"]
     assert host.grub() == GRUB
     assert not (host.path / "state" / "cmdline" / "kernel.json").exists()
+    assert not (host.path / "state" / "cmdline").exists(), "no empty record directory left"
 
 
 def test_absent_restores_exact_file_and_is_idempotent(host, run_module):
