@@ -11,7 +11,7 @@ Figures from an emulated (TCG) guest on a shared host show the mechanism:
 which settings land, the service pinned, the gate working. They are not the
 latency the hardware reaches; `make compare` measures that natively.
 
-    python tests/testbed/demo.py [--keep] [--accel tcg|kvm] [--dir DIR]
+    python tests/testbed/demo.py [--keep] [--accel tcg|kvm] [--tcg-thread single|multi] [--dir DIR]
 
 Run from the repository root, with the venv's Python (make demo does that).
 """
@@ -143,6 +143,11 @@ def main() -> int:
     parser.add_argument(
         "--accel", choices=("tcg", "kvm"), default=os.environ.get("TESTBED_ACCEL", "tcg")
     )
+    parser.add_argument(
+        "--tcg-thread",
+        choices=("single", "multi"),
+        default=os.environ.get("TESTBED_TCG_THREAD", "multi"),
+    )
     parser.add_argument("--keep", action="store_true", help="leave the guest running afterwards")
     args = parser.parse_args()
     if shutil.which("qemu-system-x86_64") is None:
@@ -164,7 +169,8 @@ def main() -> int:
 
     start = run(
         [sys.executable, str(TESTBED / "vm.py"), "--state-dir", str(vms), "start", "--name", "demo",
-         "--image", image_path, "--accel", args.accel, "--boot-timeout", "900"],
+         "--image", image_path, "--accel", args.accel, "--tcg-thread", args.tcg_thread,
+         "--boot-timeout", "900"],
         capture_output=True, text=True,
     )  # fmt: skip
     if start.returncode != 0:
