@@ -66,4 +66,24 @@ printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _
 echo "molecule scenario times ($jobs at a time, $((SECONDS - start))s in all):"
 printf '%-16s %-7s %5ss\n' image ready "$image_time"
 cat "$logs/times"
-! grep -q ' FAILED ' "$logs/times"
+# CI keeps only the end of the output: say there why each failed scenario
+# failed (the failing step, its first fatal task, the guest's last console lines).
+status=0
+for name in $(awk '$2 == "FAILED" {print $1}' "$logs/times"); do
+  status=1
+  echo "----- $name failed:"
+  plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/molecule-$name.log")
+  grep -o '[a-z_]* ➜ [a-z_]*: Executed: Failed' <<<"$plain" | sed 's/^/  step: /' || true
+  # Fatal lines that Ansible went on to ignore are followed by "...ignoring".
+  awk 'after > 0 {print "  " substr($0, 1, 200); if (--after == 0 && n == 3) exit; next}
+       /TASK \[/ {task = $0}
+       /fatal: |UNREACHABLE!|FAILED! =>|ERROR!|Idempotence test failed/ {
+         n++; print "  " task; print "  " substr($0, 1, 600); after = 1
+         if (/Idempotence/) after = 4 }' <<<"$plain"
+  for serial in "$logs/$name"-*.serial.log; do
+    [ -f "$serial" ] || continue
+    echo "  console $(basename "$serial"), last lines:"
+    tail -n 6 "$serial" | cut -c1-200 | sed 's/^/    /'
+  done
+done
+exit $status
