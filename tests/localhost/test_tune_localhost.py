@@ -18,108 +18,30 @@ machine running the tests (molecule/integration covers those on a VM).
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import pathlib
 import pwd
 import re
-import shutil
-import subprocess
-import sys
 from xml.etree import ElementTree
 
 import pytest
+from localhost_helpers import LOCALHOST_ONLY, SERVICE_USER, playbook_runner, recap, snapshot, tail
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-INVENTORY = REPO / "tests" / "localhost" / "inventory.yml"
-PLAYBOOK_BIN = pathlib.Path(sys.executable).parent / "ansible-playbook"
-SERVICE_USER = "lowlatency-svc"
+INVENTORY = pathlib.Path(__file__).resolve().parent / "inventory.yml"
 PIDFILE = pathlib.Path("/run/lowlatency-service/lowlatency-service.pid")
-RECAP = re.compile(
-    r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
-)
 GATE = re.compile(r"p50 = ([0-9.]+) us > limit ([0-9.]+) us")
 
-pytestmark = [
-    pytest.mark.skipif(
-        os.geteuid() != 0, reason="needs root: the roles write /proc/sys and /proc/irq"
-    ),
-    pytest.mark.skipif(
-        os.path.isdir("/run/systemd/system"),
-        reason="systemd runs this host: the roles would install units and fence slices here"
-        " (molecule/integration tests that on a VM)",
-    ),
-    pytest.mark.skipif(
-        os.path.exists("/etc/default/grub") or shutil.which("grubby") is not None,
-        reason="this host has a boot loader configuration the kernel role would change",
-    ),
-]
-
-
-def snapshot() -> dict:
-    """What tune.yml may change on this host, to compare after rollback.yml."""
-    irqs = {}
-    for path in sorted(pathlib.Path("/proc/irq").glob("*/smp_affinity_list")):
-        irqs[str(path)] = path.read_text().strip()
-    try:
-        pwd.getpwnam(SERVICE_USER)
-        user = True
-    except KeyError:
-        user = False
-    return {
-        "vm.stat_interval": pathlib.Path("/proc/sys/vm/stat_interval").read_text().strip(),
-        "irq affinities": irqs,
-        "/etc/sysctl.d": sorted(os.listdir("/etc/sysctl.d")),
-        "service user": user,
-        "/opt/lowlatency-service": os.path.exists("/opt/lowlatency-service"),
-        "pidfile": PIDFILE.exists(),
-        "run and log files": sorted(
-            str(path)
-            for pattern in ("/run/lowlatency*", "/var/log/lowlatency*")
-            for path in glob.glob(pattern)
-        ),
-    }
+pytestmark = LOCALHOST_ONLY
 
 
 @pytest.fixture
 def playbook(tmp_path):
-    """Run a playbook of the collection by its FQCN, as an installed collection is run."""
-    collections = tmp_path / "collections"
-    (collections / "ansible_collections" / "lowlatency").mkdir(parents=True)
-    (collections / "ansible_collections" / "lowlatency" / "tuning").symlink_to(REPO)
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(collections),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_STDOUT_CALLBACK="default",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-    )
-
-    def run(name: str, *extra: str) -> subprocess.CompletedProcess:
-        command = [str(PLAYBOOK_BIN), "lowlatency.tuning." + name, "-i", str(INVENTORY)]
-        command += ["-e", "localhost_test_dir=" + str(tmp_path), *extra]
-        return subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-
-    return run
-
-
-def tail(result: subprocess.CompletedProcess) -> str:
-    return "\n".join((result.stdout + result.stderr).splitlines()[-60:])
-
-
-def recap(result: subprocess.CompletedProcess) -> tuple[int, int, int, int]:
-    found = RECAP.findall(result.stdout)
-    assert found, tail(result)
-    return tuple(int(value) for value in found[-1])
+    return playbook_runner(tmp_path, INVENTORY)
 
 
 def test_tune_benchmark_verify_rollback(playbook, tmp_path):
     before = snapshot()
-    assert not before["pidfile"], "a reference service from an earlier run is still running"
+    assert not PIDFILE.exists(), "a reference service from an earlier run is still running"
     try:
         first = playbook("tune")
         assert first.returncode == 0, tail(first)
@@ -175,7 +97,7 @@ def test_tune_benchmark_verify_rollback(playbook, tmp_path):
         # A second run changes nothing.
         second = playbook("tune")
         assert second.returncode == 0, tail(second)
-        assert recap(second)[1] == 0, tail(second)
+        assert recap(second)["localhost"][1] == 0, tail(second)
 
         # A limit below the measured p50 fails the play, naming figure, value and limit.
         # Far below it: gRPC's p50 here is hundreds of us and varies run to run by 2x
@@ -193,7 +115,7 @@ def test_tune_benchmark_verify_rollback(playbook, tmp_path):
         verified = playbook("verify", "--check", "-e", "verify_fail_on_drift=true")
         assert verified.returncode == 0, tail(verified)
         assert "totals: applied" in verified.stdout
-        assert recap(verified)[1] == 0, tail(verified)
+        assert recap(verified)["localhost"][1] == 0, tail(verified)
     finally:
         rolled_back = playbook("rollback")
     assert rolled_back.returncode == 0, tail(rolled_back)
