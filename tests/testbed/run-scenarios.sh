@@ -62,7 +62,17 @@ export -f run_one
 export logs
 
 : >"$logs/times"
-printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
+printf '%s\n' "${scenarios[@]}" >"$logs/.queue"
+# xargs in a process group of its own (job control), so that a TERM or INT
+# to this script stops it with every scenario it runs instead of leaving it
+# to start the next ones; the EXIT trap then stops the guests.
+set -m
+xargs -a "$logs/.queue" -P "$jobs" -I{} bash -c 'run_one "$1"' _ {} &
+runner=$!
+set +m
+trap 'kill -TERM -- "-$runner" 2>/dev/null; wait "$runner"; exit 143' TERM INT
+wait "$runner" || true
+trap - TERM INT
 echo "molecule scenario times ($jobs at a time, $((SECONDS - start))s in all):"
 printf '%-16s %-7s %5ss\n' image ready "$image_time"
 cat "$logs/times"
