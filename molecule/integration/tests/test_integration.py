@@ -85,6 +85,12 @@ def test_verify_report_has_nothing_drifted_or_pending():
     applied = {row["setting"] for row in report["rows"] if row["status"] == "applied"}
     assert f"{UNIT}:health" in applied
     assert "benchmark:gate" in applied
+    # service_pinning's rows for the unit, read back once the unit runs (not "not running").
+    pinning = {
+        row["setting"]: row["status"] for row in report["rows"] if row["role"] == "service_pinning"
+    }
+    assert pinning[f"{UNIT}:Cpus_allowed_list"] == "applied", pinning
+    assert pinning[f"{UNIT}:scheduling"] == "applied", pinning
 
 
 def test_benchmark_artifacts_before_and_after():
