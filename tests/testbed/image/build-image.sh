@@ -23,10 +23,14 @@ PART_START_SECTOR=2048
 # package costs build time in CI. python3-apt: Ansible's apt module installs
 # it when missing and then re-executes itself, which it cannot do under the
 # Mitogen strategy the scenarios run with (tests/testbed/strategy/).
+# ca-certificates: on nearly every real host, absent from minbase; python3-venv
+# needs it (through python3-pip-whl), and its postinst (a process per CA) was
+# a visible part of the 17 minutes the service's package step took in one
+# integration run under TCG, on a busy host.
 PACKAGES=(
   systemd systemd-sysv udev dbus kmod
   linux-image-amd64 initramfs-tools grub-pc
-  openssh-server python3 python3-apt sudo
+  openssh-server python3 python3-apt sudo ca-certificates
   iproute2 ethtool procps util-linux numactl irqbalance linux-cpupower
   hwloc-nox rt-tests
 )
