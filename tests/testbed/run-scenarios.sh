@@ -83,7 +83,7 @@ for name in $(awk '$2 == "FAILED" {print $1}' "$logs/times"); do
   status=1
   echo "----- $name failed:"
   plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/molecule-$name.log")
-  grep -o '[a-z_]* ➜ [a-z_]*: Executed: Failed' <<<"$plain" | sed 's/^/  step: /' || true
+  grep -o '[a-z_]* ➜ [a-z_]*: Executed: Failed' <<<"$plain" | sort -u | sed 's/^/  step: /' || true
   # Fatal lines that Ansible went on to ignore are followed by "...ignoring".
   awk 'after > 0 {print "  " substr($0, 1, 200); if (--after == 0 && n == 3) exit; next}
        /TASK \[/ {task = $0}
