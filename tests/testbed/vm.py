@@ -384,8 +384,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     up.add_argument(
         "--tcg-thread",
         choices=("single", "multi"),
-        default="multi",
-        help="TCG: one host thread for all vCPUs, or one per vCPU",
+        default="single",
+        help="TCG: one host thread for all vCPUs (default), or one per vCPU",
     )
     up.add_argument(
         "--boot",
