@@ -16,7 +16,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-comm
 # time finish together: those that fit CI's 90 minutes with everything else
 # on a 2-core runner under TCG, one host thread per guest (measured times:
 # README, "The VM test bed").
-# integration (tune.yml end to end: 64 minutes alone under TCG) runs with `make
+# integration (tune.yml end to end: 58-64 minutes under TCG) runs with `make
 # molecule`, which runs every scenario; it does not fit CI's 90 minutes beside
 # the others on a 2-core runner.
 CI_SCENARIOS ?= hugepages kernel testbed smt irq service_pinning cpu_layout
