@@ -11,11 +11,18 @@ and machine configuration boots the image from disk once and saves the
 settled guest (disk overlay + QEMU migration stream) under the image cache's
 snapshots/; every later start restores that in seconds. Reboots inside a
 scenario still go through GRUB and the kernel on the guest's disk.
+
+A reboot is a power cycle: QEMU exits on the guest's reset and a watcher
+process (`watch`) starts it again, cold, on the same disk, port and console
+log. Under TCG a warm reset keeps the translated code of the boot before, and
+a reboot after some work in the guest took 3-4 times as long as a cold boot
+(README, "The VM test bed").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import fnmatch
 import hashlib
@@ -81,8 +88,13 @@ def qemu_command(args: argparse.Namespace, vm_dir: Path, port: int) -> list[str]
         "-smp", f"{vcpus},sockets={args.sockets},cores={args.cores},threads={args.threads}",
         "-m", f"{node_mem * args.numa_nodes}M",
         "-nodefaults", "-display", "none", "-monitor", "none",
-        "-serial", f"file:{vm_dir / 'serial.log'}",
+        # Appended to, so that it keeps every boot across restarts.
+        "-chardev", f"file,id=console,path={vm_dir / 'serial.log'},append=on",
+        "-serial", "chardev:console",
         "-daemonize", "-pidfile", str(vm_dir / "qemu.pid"),
+        # A guest reboot ends QEMU; the watcher sees why on this monitor.
+        "-action", "reboot=shutdown",
+        "-qmp", f"unix:{vm_dir / 'events.sock'},server=on,wait=off",
         # cache=unsafe: the overlay is thrown away, no flush is worth waiting for.
         "-drive", f"file={vm_dir / 'disk.qcow2'},if=none,id=disk,format=qcow2,"
         "cache=unsafe,discard=unmap",
@@ -165,20 +177,117 @@ def make_disk_and_key(vm_dir: Path, backing: Path) -> None:
     )  # fmt: skip
 
 
-def launch(args: argparse.Namespace, vm_dir: Path, extra: list[str]) -> int:
-    """Start QEMU in the background; return the host port forwarded to SSH."""
+def launch(
+    args: argparse.Namespace,
+    vm_dir: Path,
+    extra: list[str],
+    first_boot: list[str] | None = None,
+    watch: bool = True,
+) -> int:
+    """Start QEMU in the background; return the host port forwarded to SSH.
+
+    `first_boot` options (a migration stream to restore) are left out of the
+    command the watcher restarts the guest with after a reboot.
+    """
     # The free port can be taken between our probe and QEMU's bind: retry.
     for _attempt in range(5):
         port = free_port()
+        command = qemu_command(args, vm_dir, port) + extra
         launched = subprocess.run(
-            qemu_command(args, vm_dir, port) + extra, capture_output=True, text=True, check=False
+            command + (first_boot or []), capture_output=True, text=True, check=False
         )
         if launched.returncode == 0:
             (vm_dir / "port").write_text(f"{port}\n")
+            if watch:
+                start_watcher(vm_dir, command)
             return port
         if "host forwarding" not in launched.stderr:
             break
     raise RuntimeError(f"QEMU did not start: {launched.stderr.strip()}")
+
+
+def start_watcher(vm_dir: Path, command: list[str], timeout: float = 30.0) -> None:
+    """Start the process that restarts QEMU on a guest reboot; wait until it listens."""
+    (vm_dir / "qemu-command.json").write_text(json.dumps(command))
+    with (vm_dir / "watch.log").open("ab") as log:
+        watcher = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--state-dir", str(vm_dir.parent),
+             "watch", str(vm_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    (vm_dir / "watch.pid").write_text(f"{watcher.pid}\n")
+    deadline = time.monotonic() + timeout
+    while not (vm_dir / "watching").exists():
+        if watcher.poll() is not None or time.monotonic() > deadline:
+            log_text = (vm_dir / "watch.log").read_text(errors="replace").strip()
+            raise RuntimeError(f"the reboot watcher did not start: {log_text}")
+        time.sleep(0.1)
+
+
+def wait_for_exit(vm_dir: Path, timeout: float = 30.0) -> str | None:
+    """Follow QEMU's event monitor until QEMU exits; return the last shutdown reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(vm_dir / "events.sock"))
+            break
+        except OSError:
+            sock.close()
+            if read_pid(vm_dir) is None or time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
+    reason = None
+    with sock, sock.makefile("rw") as stream:
+        stream.readline()  # greeting
+        stream.write(json.dumps({"execute": "qmp_capabilities"}) + "\n")
+        stream.flush()
+        (vm_dir / "watching").touch()
+        for line in stream:
+            message = json.loads(line)
+            if message.get("event") == "SHUTDOWN":
+                reason = message.get("data", {}).get("reason")
+    return reason
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Restart QEMU, cold and with the same command, each time the guest reboots."""
+    vm_dir = Path(args.vm_dir)
+    command = json.loads((vm_dir / "qemu-command.json").read_text())
+    restarts = 0
+    while (reason := wait_for_exit(vm_dir)) == "guest-reset":
+        # The old QEMU must be gone: its port and disk lock are the new one's.
+        deadline = time.monotonic() + 30
+        while read_pid(vm_dir) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (vm_dir / "watching").unlink(missing_ok=True)
+        launched = subprocess.run(command, capture_output=True, text=True, check=False)
+        if launched.returncode != 0:
+            print(f"restarting QEMU after a guest reboot failed: {launched.stderr.strip()}")
+            return 1
+        restarts += 1
+        (vm_dir / "restarts").write_text(f"{restarts}\n")
+        print(f"guest rebooted: QEMU restarted ({restarts})", flush=True)
+    print(f"QEMU ended ({reason or 'no shutdown event'}); not restarted", flush=True)
+    return 0
+
+
+def stop_watcher(vm_dir: Path, grace: float = 5.0) -> None:
+    try:
+        pid = int((vm_dir / "watch.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError):
+        return
+    if b"watch" not in cmdline or str(vm_dir).encode() not in cmdline:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # our child when start() failed
+        time.sleep(0.05)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
 
 
 class Qmp:
@@ -238,7 +347,9 @@ def ensure_snapshot(args: argparse.Namespace, image: Path) -> Path:
         stop_vm(work)
         make_disk_and_key(work, image)
         try:
-            port = launch(args, work, ["-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off"])
+            port = launch(
+                args, work, ["-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off"], watch=False
+            )
             wait_for_ssh(work, port, args.boot_timeout)
             subprocess.run(
                 ssh_command(work, port, "systemctl is-system-running --wait; sync"),
@@ -258,7 +369,7 @@ def ensure_snapshot(args: argparse.Namespace, image: Path) -> Path:
             raise
         while read_pid(work) is not None:
             time.sleep(0.1)
-        for leftover in ("qmp.sock", "qemu.pid", "port"):
+        for leftover in ("qmp.sock", "events.sock", "qemu.pid", "port"):
             (work / leftover).unlink(missing_ok=True)
         work.rename(final)
         return final
@@ -271,12 +382,8 @@ def resume(args: argparse.Namespace, vm_dir: Path, snapshot: Path) -> int:
     port = launch(
         args,
         vm_dir,
-        [
-            "-incoming",
-            f"exec:cat {snapshot / 'state'}",
-            "-qmp",
-            f"unix:{qmp_path},server=on,wait=off",
-        ],
+        ["-qmp", f"unix:{qmp_path},server=on,wait=off"],
+        first_boot=["-incoming", f"exec:cat {snapshot / 'state'}"],
     )
     # The guest was saved paused, so it arrives paused: run it once it is in.
     qmp = Qmp(qmp_path)
@@ -338,6 +445,7 @@ def stop_vm(vm_dir: Path, log_dir: Path | None = None, grace: float = 10.0) -> b
 
     With log_dir, the serial console log is kept there as NAME.serial.log.
     """
+    stop_watcher(vm_dir)  # first, or it restarts the QEMU about to be killed
     pid = read_pid(vm_dir)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -413,6 +521,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     down.add_argument("--name", action="append", help="guest name or shell pattern; repeatable")
     down.add_argument("--log-dir", help="keep each guest's serial console log here")
     down.set_defaults(func=stop)
+
+    watcher = sub.add_parser(
+        "watch", help="(started by `start`) restart a guest's QEMU each time the guest reboots"
+    )
+    watcher.add_argument("vm_dir", help="the guest's directory")
+    watcher.set_defaults(func=watch)
     return parser.parse_args(argv)
 
 
