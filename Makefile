@@ -16,9 +16,10 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-comm
 # time finish together: those that fit CI's 90 minutes with everything else
 # on a 2-core runner under TCG, one host thread per guest (measured times:
 # README, "The VM test bed").
-# integration (tune.yml end to end: 58-64 minutes under TCG) runs with `make
-# molecule`, which runs every scenario; it does not fit CI's 90 minutes beside
-# the others on a 2-core runner.
+# integration (tune.yml end to end: 53 minutes under TCG since reboots are
+# power cycles, 58-64 before) runs with `make molecule`, which runs every
+# scenario: all eight took 60 minutes two at a time, about 71 for .ci/run,
+# an estimate not yet checked by a clean-clone run (README).
 CI_SCENARIOS ?= hugepages kernel testbed smt irq service_pinning cpu_layout
 
 .PHONY: help setup system-deps lint sanity unit localhost molecule molecule-ci test demo compare proto proto-check lock clean
