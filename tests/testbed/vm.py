@@ -456,9 +456,12 @@ def stop_vm(vm_dir: Path, log_dir: Path | None = None, grace: float = 10.0) -> b
             os.kill(pid, signal.SIGKILL)
             while read_pid(vm_dir) is not None:
                 time.sleep(0.1)
-    if log_dir is not None and (vm_dir / "serial.log").exists():
-        log_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(vm_dir / "serial.log", log_dir / f"{vm_dir.name}.serial.log")
+    if log_dir is not None:
+        # The watcher's log says why a reboot did not come back, if it did not.
+        for log in ("serial", "watch"):
+            if (vm_dir / f"{log}.log").exists():
+                log_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(vm_dir / f"{log}.log", log_dir / f"{vm_dir.name}.{log}.log")
     shutil.rmtree(vm_dir, ignore_errors=True)
     return pid is not None
 

@@ -77,6 +77,9 @@ def test_guest_reboots_restart_qemu_cold_until_it_powers_off(vm, tmp_path):
     assert (vm_dir / "restarts").read_text().strip() == "2"
     assert "QEMU ended (guest-shutdown); not restarted" in (vm_dir / "watch.log").read_text()
     assert vm.read_pid(vm_dir) is None
+    # stop keeps the watcher's log beside the console log.
+    vm.stop_vm(vm_dir, log_dir=tmp_path / "logs")
+    assert "QEMU restarted (2)" in (tmp_path / "logs" / "guest.watch.log").read_text()
 
 
 def test_stop_ends_the_watcher_before_qemu(vm, tmp_path):
