@@ -522,7 +522,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "stop", help="kill guests and remove their files (all of them without --name)"
     )
     down.add_argument("--name", action="append", help="guest name or shell pattern; repeatable")
-    down.add_argument("--log-dir", help="keep each guest's serial console log here")
+    down.add_argument("--log-dir", help="keep each guest's console and reboot watcher logs here")
     down.set_defaults(func=stop)
 
     watcher = sub.add_parser(
