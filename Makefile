@@ -18,7 +18,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-comm
 # README, "The VM test bed").
 # integration (tune.yml end to end: 53 minutes under TCG since reboots are
 # power cycles, 58-64 before) runs with `make molecule`, which runs every
-# scenario: all eight took 60 minutes two at a time, about 71 for .ci/run,
+# scenario: all eight took 60 minutes two at a time, about 76 for .ci/run,
 # an estimate not yet checked by a clean-clone run (README).
 CI_SCENARIOS ?= hugepages kernel testbed smt irq service_pinning cpu_layout
 
