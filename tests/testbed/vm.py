@@ -22,7 +22,6 @@ a reboot after some work in the guest took 3-4 times as long as a cold boot
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import fnmatch
 import hashlib
@@ -59,17 +58,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def read_pid(vm_dir: Path) -> int | None:
+def read_pid(vm_dir: Path, pidfile: str = "qemu.pid", marker: bytes = b"") -> int | None:
+    """The live process in the guest's pidfile (QEMU's by default), or None."""
     try:
-        pid = int((vm_dir / "qemu.pid").read_text().strip())
+        pid = int((vm_dir / pidfile).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    # A recycled pid must not get us to kill somebody else's process.
+    # A recycled pid must not get us to kill somebody else's process (an
+    # exited child of ours, not yet reaped, has an empty command line).
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return None
-    return pid if str(vm_dir).encode() in cmdline else None
+    return pid if str(vm_dir).encode() in cmdline and marker in cmdline else None
+
+
+def terminate(vm_dir: Path, grace: float, pidfile: str = "qemu.pid", marker: bytes = b"") -> bool:
+    """TERM the process of a pidfile, KILL it after `grace` s; True if it was running."""
+    pid = read_pid(vm_dir, pidfile, marker)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while read_pid(vm_dir, pidfile, marker) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if read_pid(vm_dir, pidfile, marker) is not None:
+        os.kill(pid, signal.SIGKILL)
+        while read_pid(vm_dir, pidfile, marker) is not None:
+            time.sleep(0.1)
+    return True
 
 
 def tap_usable() -> bool:
@@ -228,25 +245,20 @@ def wait_for_exit(vm_dir: Path, timeout: float = 30.0) -> str | None:
     """Follow QEMU's event monitor until QEMU exits; return the last shutdown reason."""
     deadline = time.monotonic() + timeout
     while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(str(vm_dir / "events.sock"))
+            qmp = Qmp(vm_dir / "events.sock")
             break
         except OSError:
-            sock.close()
             if read_pid(vm_dir) is None or time.monotonic() > deadline:
                 return None
             time.sleep(0.2)
+    (vm_dir / "watching").touch()
     reason = None
-    with sock, sock.makefile("rw") as stream:
-        stream.readline()  # greeting
-        stream.write(json.dumps({"execute": "qmp_capabilities"}) + "\n")
-        stream.flush()
-        (vm_dir / "watching").touch()
-        for line in stream:
-            message = json.loads(line)
-            if message.get("event") == "SHUTDOWN":
-                reason = message.get("data", {}).get("reason")
+    for line in qmp.stream:
+        message = json.loads(line)
+        if message.get("event") == "SHUTDOWN":
+            reason = message.get("data", {}).get("reason")
+    qmp.close()
     return reason
 
 
@@ -272,30 +284,16 @@ def watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def stop_watcher(vm_dir: Path, grace: float = 5.0) -> None:
-    try:
-        pid = int((vm_dir / "watch.pid").read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ValueError):
-        return
-    if b"watch" not in cmdline or str(vm_dir).encode() not in cmdline:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # our child when start() failed
-        time.sleep(0.05)
-    if Path(f"/proc/{pid}").exists():
-        os.kill(pid, signal.SIGKILL)
-
-
 class Qmp:
-    """The few QEMU monitor (QMP) commands needed to save a running guest."""
+    """A QEMU monitor (QMP) connection: the commands that save a guest, the events."""
 
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
+        try:
+            self.sock.connect(str(path))
+        except OSError:
+            self.sock.close()
+            raise
         self.stream = self.sock.makefile("rw")
         self.stream.readline()  # greeting
         self.run("qmp_capabilities")
@@ -445,17 +443,9 @@ def stop_vm(vm_dir: Path, log_dir: Path | None = None, grace: float = 10.0) -> b
 
     With log_dir, the serial console log is kept there as NAME.serial.log.
     """
-    stop_watcher(vm_dir)  # first, or it restarts the QEMU about to be killed
-    pid = read_pid(vm_dir)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while read_pid(vm_dir) is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if read_pid(vm_dir) is not None:
-            os.kill(pid, signal.SIGKILL)
-            while read_pid(vm_dir) is not None:
-                time.sleep(0.1)
+    # The watcher first, or it restarts the QEMU about to be killed.
+    terminate(vm_dir, 5.0, "watch.pid", b"watch")
+    was_running = terminate(vm_dir, grace)
     if log_dir is not None:
         # The watcher's log says why a reboot did not come back, if it did not.
         for log in ("serial", "watch"):
@@ -463,7 +453,7 @@ def stop_vm(vm_dir: Path, log_dir: Path | None = None, grace: float = 10.0) -> b
                 log_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(vm_dir / f"{log}.log", log_dir / f"{vm_dir.name}.{log}.log")
     shutil.rmtree(vm_dir, ignore_errors=True)
-    return pid is not None
+    return was_running
 
 
 def stop(args: argparse.Namespace) -> int:
