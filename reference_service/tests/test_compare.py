@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,54 @@ def test_ratios_and_targets() -> None:
     assert "NOT MET" in compare.targets({"tuned c1": summary(400, 1000, 1)})[0].line()
 
 
+def test_process_cpu_seconds_counts_every_thread() -> None:
+    def spin(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    before, process_before = compare.process_cpu_seconds(os.getpid()), time.process_time()
+    worker = threading.Thread(target=spin, args=(0.3,))
+    worker.start()
+    spin(0.2)
+    worker.join()
+    counted = compare.process_cpu_seconds(os.getpid()) - before
+    assert counted == pytest.approx(time.process_time() - process_before, abs=0.05)
+    assert counted >= 0.45
+
+
+def run_with_cost(client_us: float, server_us: float, rps: float) -> dict:
+    return dict(
+        summary(1000, 3000, rps).to_dict(),
+        client_cpu_us_per_request=client_us,
+        client_context_switches_per_request=2.0,
+        server_cpu_us_per_request=server_us,
+    )
+
+
+def test_cpu_ceiling_bounds_the_throughput_ratio() -> None:
+    cases = compare.build_cases([1, 16], "0", "1", dma_zero_too=False)
+    results = {case.name: compare.CaseResult() for case in cases}
+    for client_us, server_us in ((250, 450), (240, 460), (260, 470)):
+        results["default c16"].runs.append(run_with_cost(client_us, server_us, 2700))
+    for client_us, server_us in ((190, 350), (200, 340), (180, 360)):
+        results["tuned c16"].runs.append(run_with_cost(client_us, server_us, 3700))
+    results["tuned c1"].runs.append(run_with_cost(100, 100, 2000))
+    medians = {name: r.median() for name, r in results.items() if r.runs}
+    found = compare.cpu_ceiling(cases, results, medians)
+    assert list(found) == ["tuned c16"]  # c1 is not CPU-bound; no ceiling
+    bound = found["tuned c16"]
+    # tuned c16's server has both CPUs, its client one of them: 2 CPUs.
+    assert bound["cpus"] == 2
+    assert bound["tuned_cpu_us_per_request"] == 190 + 350
+    assert bound["default_cpu_us_per_request"] == 250 + 460
+    assert bound["ceiling_rps"] == round(2e6 / 540)
+    assert bound["ceiling_over_default"] == pytest.approx(2e6 / 540 / 2700, abs=1e-3)
+    assert bound["needed_us"] == pytest.approx(2e6 / 5400, abs=0.1)
+    del results["default c16"].runs[:]
+    assert compare.cpu_ceiling(cases, results, medians) == {}
+
+
 def test_busy_host_warning() -> None:
     assert compare.busy_warning(0.3, 2) is None
     assert "load average 7.5 on 2 CPUs" in compare.busy_warning(7.5, 2)
@@ -153,6 +203,11 @@ def test_short_compare_writes_every_case_and_a_png(
         cost = report["cases"][name]["client_cost_median"]
         assert cost["client_cpu_us_per_request"] > 0
         assert cost["client_context_switches_per_request"] >= 0
+    for case in report["cases"].values():
+        # Clock ticks of 10 ms: a run this short may read 0, never less.
+        assert case["server_cost_median"]["server_cpu_us_per_request"] >= 0
+        assert case["runs"][0]["server_cpu_us_per_request"] >= 0
+    assert report["cpu_ceilings"] == {}  # concurrency 1 only
     assert report["cases"]["raw tcp c1"]["client_cost_median"] == {}
     assert set(report["ratios"]["c1"]) == {"tuned/default", "tuned/raw tcp", "default/raw tcp"}
     assert report["cpu_dma_latency"].startswith("cases ending" if dma_ok else "cases with")

@@ -39,6 +39,8 @@ _LISTENING = re.compile(r"listening on (\S+)")
 DMA_SUFFIX = " dma0"
 # Extra keys of bench's JSON kept per run (see bench.client_cost).
 CLIENT_COST_KEYS = ("client_cpu_us_per_request", "client_context_switches_per_request")
+# Added per run by compare itself, from the server process's CPU time.
+SERVER_COST_KEY = "server_cpu_us_per_request"
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,16 @@ class CaseResult:
 
         Unlike latency, these barely move with other load on the host.
         """
+        return self._cost(CLIENT_COST_KEYS)
+
+    def server_cost(self) -> dict[str, float]:
+        """Median server CPU per request (every case: compare reads it from /proc)."""
+        return self._cost((SERVER_COST_KEY,))
+
+    def _cost(self, keys: Sequence[str]) -> dict[str, float]:
         return {
             key: round(statistics.median(run[key] for run in self.runs), 2)
-            for key in CLIENT_COST_KEYS
+            for key in keys
             if self.runs and all(key in run for run in self.runs)
         }
 
@@ -196,9 +205,29 @@ def client_command(
     return command
 
 
+@dataclass(frozen=True)
+class Server:
+    address: str
+    pid: int
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a whole process (all its threads) so far.
+
+    From /proc/PID/stat, in clock ticks (10 ms at the usual 100 Hz): whole
+    runs of thousands of requests, not single requests.
+    """
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        stat = handle.read()
+    # Fields after the command name, which may itself hold spaces or ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def running_server(command: list[str], workdir: Path, label: str) -> Iterator[str]:
-    """Start a server process, yield the address it printed, stop it with SIGTERM."""
+def running_server(command: list[str], workdir: Path, label: str) -> Iterator[Server]:
+    """Start a server process, yield its address as printed and its pid, stop it with SIGTERM."""
     out_path = workdir / f"{label}.out"
     err_path = workdir / f"{label}.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
@@ -213,7 +242,7 @@ def running_server(command: list[str], workdir: Path, label: str) -> Iterator[st
                 detail = err_path.read_text(encoding="utf-8", errors="replace").strip()[-2000:]
                 raise RuntimeError(f"{label} server did not start: {shlex.join(command)}\n{detail}")
             time.sleep(0.05)
-        yield match.group(1)
+        yield Server(match.group(1), process.pid)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -234,22 +263,28 @@ class CaseFailed(Exception):
 
 
 def run_case(
-    case: Case, args: argparse.Namespace, target: str, workdir: Path, run: int
+    case: Case, args: argparse.Namespace, server: Server, workdir: Path, run: int
 ) -> tuple[dict, HdrHistogram]:
-    """One bench client run: its JSON and its histogram."""
+    """One bench client run: its JSON (with the server's CPU per request) and its histogram."""
     stem = f"{case.name.replace(' ', '-')}-run{run}"
     json_path, log_path = workdir / f"{stem}.json", workdir / f"{stem}.hlog"
-    command = client_command(case, args, target, json_path, log_path)
+    command = client_command(case, args, server.address, json_path, log_path)
     hold = cpu_dma_latency.held_at_zero() if case.dma_zero else nullcontext()
     with hold:
+        server_cpu_before = process_cpu_seconds(server.pid)
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=_client_timeout(args), check=False
         )
+        server_cpu_s = process_cpu_seconds(server.pid) - server_cpu_before
     if done.returncode != 0 or not json_path.exists():
         detail = (done.stderr.strip() or done.stdout.strip())[-1000:]
         raise CaseFailed(f"exit {done.returncode}: {shlex.join(command)}\n{detail}")
     with open(json_path, encoding="utf-8") as handle:
         result = json.load(handle)
+    # The server also served the client's warm-up and channel set-up; spread
+    # over every request it answered (the client counts after warm-up only).
+    answered = max(int(result["requests"]) + int(result["errors"]) + args.warmup, 1)
+    result[SERVER_COST_KEY] = round(server_cpu_s * 1e6 / answered, 1)
     return result, read_log(str(log_path))
 
 
@@ -312,6 +347,57 @@ def targets(medians: dict[str, Summary]) -> list[Target]:
     return found
 
 
+def case_cpu_count(case: Case) -> int:
+    """How many CPUs server and client of a case may use together (unpinned: all allowed)."""
+    allowed = runtime.allowed_cpus()
+    used: set[int] = set()
+    for cpus in (case.pinning.server, case.pinning.client):
+        used.update(allowed if cpus is None else runtime.parse_cpulist(cpus))
+    return len(used)
+
+
+def cpu_per_request(result: CaseResult) -> float | None:
+    """Client plus server CPU per request, median over runs (gRPC cases only)."""
+    client, server = result.client_cost(), result.server_cost()
+    if "client_cpu_us_per_request" not in client or SERVER_COST_KEY not in server:
+        return None
+    return client["client_cpu_us_per_request"] + server[SERVER_COST_KEY]
+
+
+def cpu_ceiling(
+    cases: Sequence[Case], results: dict[str, CaseResult], medians: dict[str, Summary]
+) -> dict[str, dict]:
+    """Above concurrency 1: how far tuned's throughput could go on its CPUs, against default.
+
+    With every CPU busy, throughput is at most CPUs x 1 s / (CPU per request
+    of client and server together). Tuned's ceiling over default's measured
+    throughput bounds the throughput ratio that these per-request costs
+    allow; `needed_us` is the CPU per request at which tuned's ceiling would
+    reach the target's 2 x default.
+    """
+    found: dict[str, dict] = {}
+    for case in cases:
+        if case.kind != "tuned" or case.concurrency == 1:
+            continue
+        default_name = case.name.replace("tuned", "default", 1)
+        tuned_us = cpu_per_request(results[case.name])
+        default_us = cpu_per_request(results[default_name]) if default_name in results else None
+        if tuned_us is None or default_us is None or default_name not in medians:
+            continue
+        cpus = case_cpu_count(case)
+        ceiling = cpus * 1e6 / tuned_us
+        default_rps = medians[default_name].throughput_rps
+        found[case.name] = {
+            "cpus": cpus,
+            "tuned_cpu_us_per_request": round(tuned_us, 1),
+            "default_cpu_us_per_request": round(default_us, 1),
+            "ceiling_rps": round(ceiling),
+            "ceiling_over_default": _ratio(ceiling, default_rps),
+            "needed_us": round(cpus * 1e6 / (2 * default_rps), 1) if default_rps else None,
+        }
+    return found
+
+
 def _default_cpus() -> tuple[str, str]:
     allowed = runtime.allowed_cpus()
     return str(allowed[0]), str(allowed[1] if len(allowed) > 1 else allowed[0])
@@ -353,12 +439,12 @@ def measure(cases: Sequence[Case], args: argparse.Namespace) -> dict[str, CaseRe
     tty = sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="lowlatency-compare-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        addresses: dict[tuple[str, str | None], str] = {}
+        servers: dict[tuple[str, str | None], Server] = {}
         for case in cases:
-            if case.server_key not in addresses:
-                label = f"{case.kind.replace(' ', '-')}-server-{len(addresses)}"
+            if case.server_key not in servers:
+                label = f"{case.kind.replace(' ', '-')}-server-{len(servers)}"
                 server = running_server(server_command(case), workdir, label)
-                addresses[case.server_key] = stack.enter_context(server)
+                servers[case.server_key] = stack.enter_context(server)
         for run_index in range(args.runs):
             for position, case in enumerate(run_order(cases, run_index), 1):
                 if tty:
@@ -370,7 +456,7 @@ def measure(cases: Sequence[Case], args: argparse.Namespace) -> dict[str, CaseRe
                 result = results[case.name]
                 try:
                     outcome, histogram = run_case(
-                        case, args, addresses[case.server_key], workdir, run_index
+                        case, args, servers[case.server_key], workdir, run_index
                     )
                 except CaseFailed as exc:
                     result.failures.append(str(exc))
@@ -408,10 +494,15 @@ def _json_report(
             "cpu_dma_latency_zero": case.dma_zero,
             "median": medians[case.name].to_dict() if case.name in medians else None,
             "runs": [
-                {key: run[key] for key in (*SCHEMA_KEYS, *CLIENT_COST_KEYS) if key in run}
+                {
+                    key: run[key]
+                    for key in (*SCHEMA_KEYS, *CLIENT_COST_KEYS, SERVER_COST_KEY)
+                    if key in run
+                }
                 for run in results[case.name].runs
             ],
             "client_cost_median": results[case.name].client_cost(),
+            "server_cost_median": results[case.name].server_cost(),
             "failures": results[case.name].failures,
         }
         for case in cases
@@ -445,12 +536,22 @@ def run(args: argparse.Namespace) -> int:
     )
     print(table(list(medians.items())))
     for name, result in results.items():
-        cost = result.client_cost()
-        if cost:
+        cost, server = result.client_cost(), result.server_cost()
+        if cost and server:
             print(
                 f"{name:>18}  client {cost['client_cpu_us_per_request']:.0f} us CPU, "
-                f"{cost['client_context_switches_per_request']:.2f} context switches per request"
+                f"{cost['client_context_switches_per_request']:.2f} context switches; "
+                f"server {server[SERVER_COST_KEY]:.0f} us CPU per request"
             )
+    ceilings = cpu_ceiling(cases, results, medians)
+    for name, bound in ceilings.items():
+        print(
+            f"{name:>18}  CPU ceiling {bound['cpus']} CPUs / "
+            f"{bound['tuned_cpu_us_per_request']:.0f} us per request = {bound['ceiling_rps']} "
+            f"req/s, {bound['ceiling_over_default']:.2f} x "
+            f"default's throughput (2 x needs {bound['needed_us']:.0f} us per request; default "
+            f"uses {bound['default_cpu_us_per_request']:.0f})"
+        )
     all_ratios = {}
     for suffix in ("", DMA_SUFFIX) if dma_zero_too else ("",):
         for concurrency in args.concurrency_list:
@@ -473,6 +574,7 @@ def run(args: argparse.Namespace) -> int:
             "load_average": {"before": load_before, "after": load_after},
             "busy_warning": busy,
             "ratios": all_ratios,
+            "cpu_ceilings": ceilings,
             "targets": [vars(t) for t in checked],
         }
         report = _json_report(args, cases, results, extra)
