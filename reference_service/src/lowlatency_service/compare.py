@@ -120,10 +120,12 @@ def pinning_for(
     on one core against 325 µs and 1,100 µs on two). With the idle-state
     latency held at 0 (dma0) that cost is gone and the two sides run in
     parallel on different cores (181 µs p50, 354 µs p99.9). Under load the
-    server gets the client's cores too (one worker thread per core):
-    measured at c16 on the 2-core development VM, 1.2-1.4x the throughput
-    and a shorter tail than a server held to its own core, which a busy
-    neighbour then stalls.
+    server gets the client's cores too (one worker thread per core): at c16
+    on the 2-core development VM with a busy neighbour, 1.2-1.4x the
+    throughput and a shorter tail than a server held to its own core, which
+    the neighbour then stalls; on a quiet host the two gave the same
+    throughput (2,921 vs 2,902 req/s, 2026-12-03), and sharing every CPU
+    between both sides gave less (2,156).
     """
     if kind == "default":
         return Pinning(None, None)
