@@ -383,19 +383,19 @@ def cpu_ceiling(
             continue
         default_name = case.name.replace("tuned", "default", 1)
         tuned_us = cpu_per_request(results[case.name])
-        default_us = cpu_per_request(results[default_name]) if default_name in results else None
-        if tuned_us is None or default_us is None or default_name not in medians:
+        default_us = cpu_per_request(results[default_name])
+        default = medians.get(default_name)
+        if tuned_us is None or default_us is None or default is None or not default.throughput_rps:
             continue
         cpus = case_cpu_count(case)
         ceiling = cpus * 1e6 / tuned_us
-        default_rps = medians[default_name].throughput_rps
         found[case.name] = {
             "cpus": cpus,
             "tuned_cpu_us_per_request": round(tuned_us, 1),
             "default_cpu_us_per_request": round(default_us, 1),
             "ceiling_rps": round(ceiling),
-            "ceiling_over_default": _ratio(ceiling, default_rps),
-            "needed_us": round(cpus * 1e6 / (2 * default_rps), 1) if default_rps else None,
+            "ceiling_over_default": _ratio(ceiling, default.throughput_rps),
+            "needed_us": round(cpus * 1e6 / (2 * default.throughput_rps), 1),
         }
     return found
 
