@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-comm
 	mmdebstrap
 # The scenarios `make test` (and so CI) runs: all of them, integration first
 # so that the other lane takes the rest, two at a time (measured times:
-# README, "The VM test bed").
+# README, "How long it takes").
 CI_SCENARIOS ?= integration hugepages kernel testbed smt irq service_pinning cpu_layout
 
 .PHONY: help setup system-deps lint sanity unit localhost molecule molecule-ci test demo compare proto proto-check lock clean
@@ -77,7 +77,7 @@ molecule-ci: setup system-deps  ## the molecule scenarios CI runs (CI_SCENARIOS)
 # the clean-clone .ci/run took 3,479 s against 3,607 s, but localhost took
 # 615 s instead of 400 and the guests beside it slowed (hugepages 857 s
 # against 647): 2 minutes saved for a third load on two cores, the kind of
-# contention that made guests miss their reboot timeouts before (README).
+# contention that made guests miss their reboot timeouts before (tests/testbed/README.md).
 test: lint sanity unit localhost molecule-ci  ## everything CI runs
 
 demo: setup system-deps  ## boot a test-bed VM, run tune.yml on it with a baseline, print the verify report and before/after percentiles (DEMO_ARGS=--keep keeps the VM)

@@ -16,7 +16,7 @@ A reboot is a power cycle: QEMU exits on the guest's reset and a watcher
 process (`watch`) starts it again, cold, on the same disk, port and console
 log. Under TCG a warm reset keeps the translated code of the boot before, and
 a reboot after some work in the guest took 3-4 times as long as a cold boot
-(README, "The VM test bed").
+(tests/testbed/README.md, "Reboots are power cycles").
 """
 
 from __future__ import annotations
