@@ -2,9 +2,12 @@
 
 Each guest lives in its own directory: a copy-on-write overlay, a per-run SSH
 key (its public half reaches the guest through QEMU fw_cfg at boot, or over SSH
-right after a restore), QEMU's pidfile and the serial console log. `stop`
-kills QEMU and removes the directory, whatever state the guest or an earlier
-step left.
+right after a restore), QEMU's pidfile and the serial console log. Its UNIX
+sockets (QEMU's monitors) live apart, in a short runtime directory that the
+guest's directory records: a socket path must fit in 107 bytes, and the
+guest's directory lies under the clone, whose path can be of any length.
+`stop` kills QEMU and removes both directories, whatever state the guest or
+an earlier step left.
 
 By default a guest is not booted but restored: the first start for an image
 and machine configuration boots the image from disk once and saves the
@@ -32,6 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +54,68 @@ SSH_OPTIONS = (
     "-o",
     "ConnectTimeout=10",
 )
+
+
+# The longest path a UNIX socket can have (sun_path holds 108 bytes with the NUL).
+SOCKET_PATH_MAX = 107
+# The guest's runtime directory (made by tempfile.mkdtemp) and the sockets in it.
+RUNTIME_PREFIX = "llt-"
+RUNTIME_RECORD = "runtime-dir"
+EVENTS_SOCKET = "events.sock"
+CONTROL_SOCKET = "qmp.sock"
+
+
+def runtime_parent() -> Path:
+    """Where a guest's runtime directory goes: $XDG_RUNTIME_DIR, else the temp directory.
+
+    The first that exists and leaves room for the longest socket path wins;
+    /tmp is the last resort whatever TMPDIR says.
+    """
+    longest = len(f"/{RUNTIME_PREFIX}XXXXXXXX/{EVENTS_SOCKET}")
+    candidates = [os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir(), "/tmp"]
+    for candidate in candidates:
+        if (
+            candidate
+            and os.path.isdir(candidate)
+            and os.access(candidate, os.W_OK | os.X_OK)
+            and len(os.path.abspath(candidate)) + longest <= SOCKET_PATH_MAX
+        ):
+            return Path(os.path.abspath(candidate))
+    raise RuntimeError(
+        f"no directory for the guest's sockets: XDG_RUNTIME_DIR, TMPDIR and /tmp are missing, "
+        f"not writable or longer than {SOCKET_PATH_MAX - longest} characters "
+        f"(XDG_RUNTIME_DIR={os.environ.get('XDG_RUNTIME_DIR')!r}, "
+        f"TMPDIR={os.environ.get('TMPDIR')!r})"
+    )
+
+
+def runtime_dir(vm_dir: Path) -> Path:
+    """The guest's directory for its UNIX sockets: made on first use, recorded in vm_dir."""
+    record = vm_dir / RUNTIME_RECORD
+    try:
+        return Path(record.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path = Path(tempfile.mkdtemp(prefix=RUNTIME_PREFIX, dir=runtime_parent()))
+    record.write_text(f"{path}\n")
+    return path
+
+
+def socket_path(vm_dir: Path, name: str) -> Path:
+    return runtime_dir(vm_dir) / name
+
+
+def remove_runtime_dir(vm_dir: Path) -> None:
+    """Remove the runtime directory vm_dir records, and the record."""
+    record = vm_dir / RUNTIME_RECORD
+    try:
+        path = Path(record.read_text().strip())
+    except FileNotFoundError:
+        return
+    # Only a directory of ours: a damaged record must not remove anything else.
+    if path.is_absolute() and path.name.startswith(RUNTIME_PREFIX):
+        shutil.rmtree(path, ignore_errors=True)
+    record.unlink(missing_ok=True)
 
 
 def free_port() -> int:
@@ -111,7 +177,9 @@ def qemu_command(args: argparse.Namespace, vm_dir: Path, port: int) -> list[str]
         "-daemonize", "-pidfile", str(vm_dir / "qemu.pid"),
         # A guest reboot ends QEMU; the watcher sees why on this monitor.
         "-action", "reboot=shutdown",
-        "-qmp", f"unix:{vm_dir / 'events.sock'},server=on,wait=off",
+        "-qmp", f"unix:{socket_path(vm_dir, EVENTS_SOCKET)},server=on,wait=off",
+        # The monitor that saves and restores the guest (ensure_snapshot, resume).
+        "-qmp", f"unix:{socket_path(vm_dir, CONTROL_SOCKET)},server=on,wait=off",
         # cache=unsafe: the overlay is thrown away, no flush is worth waiting for.
         "-drive", f"file={vm_dir / 'disk.qcow2'},if=none,id=disk,format=qcow2,"
         "cache=unsafe,discard=unmap",
@@ -197,7 +265,6 @@ def make_disk_and_key(vm_dir: Path, backing: Path) -> None:
 def launch(
     args: argparse.Namespace,
     vm_dir: Path,
-    extra: list[str],
     first_boot: list[str] | None = None,
     watch: bool = True,
 ) -> int:
@@ -209,7 +276,7 @@ def launch(
     # The free port can be taken between our probe and QEMU's bind: retry.
     for _attempt in range(5):
         port = free_port()
-        command = qemu_command(args, vm_dir, port) + extra
+        command = qemu_command(args, vm_dir, port)
         launched = subprocess.run(
             command + (first_boot or []), capture_output=True, text=True, check=False
         )
@@ -246,7 +313,7 @@ def wait_for_exit(vm_dir: Path, timeout: float = 30.0) -> str | None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            qmp = Qmp(vm_dir / "events.sock")
+            qmp = Qmp(socket_path(vm_dir, EVENTS_SOCKET))
             break
         except OSError:
             if read_pid(vm_dir) is None or time.monotonic() > deadline:
@@ -276,12 +343,23 @@ def watch(args: argparse.Namespace) -> int:
         launched = subprocess.run(command, capture_output=True, text=True, check=False)
         if launched.returncode != 0:
             print(f"restarting QEMU after a guest reboot failed: {launched.stderr.strip()}")
+            forget_sockets(vm_dir)
             return 1
         restarts += 1
         (vm_dir / "restarts").write_text(f"{restarts}\n")
         print(f"guest rebooted: QEMU restarted ({restarts})", flush=True)
     print(f"QEMU ended ({reason or 'no shutdown event'}); not restarted", flush=True)
+    forget_sockets(vm_dir)
     return 0
+
+
+def forget_sockets(vm_dir: Path) -> None:
+    """Once QEMU is gone for good its sockets are of no use: remove their directory."""
+    deadline = time.monotonic() + 30
+    while read_pid(vm_dir) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if read_pid(vm_dir) is None:
+        remove_runtime_dir(vm_dir)
 
 
 class Qmp:
@@ -345,15 +423,13 @@ def ensure_snapshot(args: argparse.Namespace, image: Path) -> Path:
         stop_vm(work)
         make_disk_and_key(work, image)
         try:
-            port = launch(
-                args, work, ["-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off"], watch=False
-            )
+            port = launch(args, work, watch=False)
             wait_for_ssh(work, port, args.boot_timeout)
             subprocess.run(
                 ssh_command(work, port, "systemctl is-system-running --wait; sync"),
                 stdin=subprocess.DEVNULL, capture_output=True, check=False,
             )  # fmt: skip
-            qmp = Qmp(work / "qmp.sock")
+            qmp = Qmp(socket_path(work, CONTROL_SOCKET))
             qmp.run("stop")
             qmp.run("migrate", uri=f"exec:cat > {work / 'state'}")
             while (status := qmp.run("query-migrate")["status"]) not in ("completed", "failed"):  # type: ignore[index]
@@ -367,7 +443,8 @@ def ensure_snapshot(args: argparse.Namespace, image: Path) -> Path:
             raise
         while read_pid(work) is not None:
             time.sleep(0.1)
-        for leftover in ("qmp.sock", "events.sock", "qemu.pid", "port"):
+        remove_runtime_dir(work)
+        for leftover in ("qemu.pid", "port"):
             (work / leftover).unlink(missing_ok=True)
         work.rename(final)
         return final
@@ -376,15 +453,9 @@ def ensure_snapshot(args: argparse.Namespace, image: Path) -> Path:
 def resume(args: argparse.Namespace, vm_dir: Path, snapshot: Path) -> int:
     """Restore the saved guest, then hand it this run's key and the clock."""
     make_disk_and_key(vm_dir, snapshot / "disk.qcow2")
-    qmp_path = vm_dir / "qmp.sock"
-    port = launch(
-        args,
-        vm_dir,
-        ["-qmp", f"unix:{qmp_path},server=on,wait=off"],
-        first_boot=["-incoming", f"exec:cat {snapshot / 'state'}"],
-    )
+    port = launch(args, vm_dir, first_boot=["-incoming", f"exec:cat {snapshot / 'state'}"])
     # The guest was saved paused, so it arrives paused: run it once it is in.
-    qmp = Qmp(qmp_path)
+    qmp = Qmp(socket_path(vm_dir, CONTROL_SOCKET))
     while qmp.run("query-status")["status"] == "inmigrate":  # type: ignore[index]
         time.sleep(0.2)
     qmp.run("cont")
@@ -413,7 +484,7 @@ def start(args: argparse.Namespace) -> int:
             port = resume(args, vm_dir, ensure_snapshot(args, image))
         else:
             make_disk_and_key(vm_dir, image)
-            port = launch(args, vm_dir, [])
+            port = launch(args, vm_dir)
             wait_for_ssh(vm_dir, port, args.boot_timeout)
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as err:
         sys.stderr.write(f"{args.name}: {err}\n--- serial console ---\n{serial_tail(vm_dir)}\n")
@@ -439,7 +510,9 @@ def start(args: argparse.Namespace) -> int:
 
 
 def stop_vm(vm_dir: Path, log_dir: Path | None = None, grace: float = 10.0) -> bool:
-    """Kill the guest's QEMU and remove its directory; True if QEMU was running.
+    """Kill the guest's QEMU, remove its directory and its runtime directory.
+
+    True if QEMU was running.
 
     With log_dir, the serial console log is kept there as NAME.serial.log.
     """
@@ -452,6 +525,7 @@ def stop_vm(vm_dir: Path, log_dir: Path | None = None, grace: float = 10.0) -> b
             if (vm_dir / f"{log}.log").exists():
                 log_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(vm_dir / f"{log}.log", log_dir / f"{vm_dir.name}.{log}.log")
+    remove_runtime_dir(vm_dir)
     shutil.rmtree(vm_dir, ignore_errors=True)
     return was_running
 

@@ -5,7 +5,7 @@ parent returns), answers the QMP greeting on the events socket, and ends the
 way the next word of $FAKE_QEMU_PLAN says: with a SHUTDOWN event of that
 reason ("guest-reset", "guest-shutdown"), or on SIGTERM ("wait") with the
 reason "host-signal" ("wait:REASON": with REASON, as when the guest reset
-itself just as the signal came).
+itself just as the signal came), or at once with an error ("fail").
 """
 
 import json
@@ -23,6 +23,8 @@ step, rest = steps[0], steps[1:]
 plan.write_text("\n".join(rest))
 with open(os.environ["FAKE_QEMU_LOG"], "a") as log:
     log.write(json.dumps(argv) + "\n")
+if step == "fail":
+    sys.exit("qemu-system-x86_64: the stand-in was told to fail")
 
 pidfile = Path(argv[argv.index("-pidfile") + 1])
 events = next(
