@@ -12,9 +12,9 @@ COLLECTION_ROOT := build/collections/ansible_collections/lowlatency/tuning
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-common \
 	parted dosfstools e2fsprogs openssh-client rsync iproute2 procps util-linux \
 	mmdebstrap
-# The scenarios `make test` (and so CI) runs: all of them, integration first
-# so that the other lane takes the rest, two at a time (measured times:
-# README, "How long it takes").
+# The scenarios `make test` (and so CI) runs, two at a time: all of them,
+# integration, the longest, first so that the other lane takes the rest
+# (docs/testbed.md, "Two scenarios at a time").
 CI_SCENARIOS ?= integration hugepages kernel testbed smt irq service_pinning cpu_layout
 
 .PHONY: help setup system-deps lint sanity unit localhost molecule molecule-ci test demo compare proto proto-check lock clean
@@ -73,11 +73,9 @@ image: system-deps  ## build the test bed's Debian 12 VM image, or reuse the cac
 molecule-ci: setup system-deps  ## the molecule scenarios CI runs (CI_SCENARIOS)
 	PATH="$(CURDIR)/$(BIN):$$PATH" tests/testbed/run-scenarios.sh $(CI_SCENARIOS)
 
-# localhost runs before the scenarios, not beside them: beside them (make -j2)
-# the clean-clone .ci/run took 3,479 s against 3,607 s, but localhost took
-# 615 s instead of 400 and the guests beside it slowed (hugepages 857 s
-# against 647): 2 minutes saved for a third load on two cores, the kind of
-# contention that made guests miss their reboot timeouts before (tests/testbed/README.md).
+# localhost runs before the scenarios, not beside them: a third load on two
+# cores saves little and slows the guests, whose reboots then come close to
+# their timeouts (docs/testbed.md, "localhost runs before the scenarios").
 test: lint sanity unit localhost molecule-ci  ## everything CI runs
 
 demo: setup system-deps  ## boot a test-bed VM, run tune.yml on it with a baseline, print the verify report and before/after percentiles (DEMO_ARGS=--keep keeps the VM)

@@ -40,7 +40,7 @@ fi
 
 guests=()
 for name in "${scenarios[@]}"; do guests+=(--name "$name-*"); done
-cleanup() { python3 tests/testbed/vm.py --state-dir .cache/testbed/vms stop "${guests[@]}" >/dev/null 2>&1 || true; }
+cleanup() { python3 tests/testbed/vm.py --state-dir "${TESTBED_STATE_DIR:-.cache/testbed/vms}" stop "${guests[@]}" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 start=$SECONDS

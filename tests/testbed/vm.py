@@ -18,8 +18,8 @@ scenario still go through GRUB and the kernel on the guest's disk.
 A reboot is a power cycle: QEMU exits on the guest's reset and a watcher
 process (`watch`) starts it again, cold, on the same disk, port and console
 log. Under TCG a warm reset keeps the translated code of the boot before, and
-a reboot after some work in the guest took 3-4 times as long as a cold boot
-(tests/testbed/README.md, "Reboots are power cycles").
+a reboot after some work in the guest takes 3-4 times as long as a cold boot
+(docs/testbed.md, "A reboot is a power cycle").
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Mitogen's CPU affinity policy is switched off. It pins its connection
 multiplexer to CPU 0 and, on a machine with fewer than 4 CPUs, the top-level
 process, the workers and every process they start to the CPUs left: on a
 2-CPU machine, CPU 1 alone. The create playbook starts QEMU from a worker, so
-every guest of the test bed ran on one host core while the other idled
-(seen 2026-12-02: two guests at 47 % CPU each, the host half idle).
+every guest of the test bed would run on one host core while the other idles
+(docs/testbed.md, "Mitogen's CPU affinity policy is off").
 """
 
 from __future__ import annotations
