@@ -89,15 +89,19 @@ def runtime_parent() -> Path:
     )
 
 
+def recorded_runtime_dir(vm_dir: Path) -> Path | None:
+    try:
+        return Path((vm_dir / RUNTIME_RECORD).read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
 def runtime_dir(vm_dir: Path) -> Path:
     """The guest's directory for its UNIX sockets: made on first use, recorded in vm_dir."""
-    record = vm_dir / RUNTIME_RECORD
-    try:
-        return Path(record.read_text().strip())
-    except FileNotFoundError:
-        pass
-    path = Path(tempfile.mkdtemp(prefix=RUNTIME_PREFIX, dir=runtime_parent()))
-    record.write_text(f"{path}\n")
+    path = recorded_runtime_dir(vm_dir)
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix=RUNTIME_PREFIX, dir=runtime_parent()))
+        (vm_dir / RUNTIME_RECORD).write_text(f"{path}\n")
     return path
 
 
@@ -107,15 +111,13 @@ def socket_path(vm_dir: Path, name: str) -> Path:
 
 def remove_runtime_dir(vm_dir: Path) -> None:
     """Remove the runtime directory vm_dir records, and the record."""
-    record = vm_dir / RUNTIME_RECORD
-    try:
-        path = Path(record.read_text().strip())
-    except FileNotFoundError:
+    path = recorded_runtime_dir(vm_dir)
+    if path is None:
         return
     # Only a directory of ours: a damaged record must not remove anything else.
     if path.is_absolute() and path.name.startswith(RUNTIME_PREFIX):
         shutil.rmtree(path, ignore_errors=True)
-    record.unlink(missing_ok=True)
+    (vm_dir / RUNTIME_RECORD).unlink(missing_ok=True)
 
 
 def free_port() -> int:
@@ -311,9 +313,12 @@ def start_watcher(vm_dir: Path, command: list[str], timeout: float = 30.0) -> No
 def wait_for_exit(vm_dir: Path, timeout: float = 30.0) -> str | None:
     """Follow QEMU's event monitor until QEMU exits; return the last shutdown reason."""
     deadline = time.monotonic() + timeout
+    runtime = recorded_runtime_dir(vm_dir)
+    if runtime is None:  # the guest was stopped: nothing to follow
+        return None
     while True:
         try:
-            qmp = Qmp(socket_path(vm_dir, EVENTS_SOCKET))
+            qmp = Qmp(runtime / EVENTS_SOCKET)
             break
         except OSError:
             if read_pid(vm_dir) is None or time.monotonic() > deadline:
