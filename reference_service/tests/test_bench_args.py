@@ -63,6 +63,13 @@ def test_duration_instead_of_requests() -> None:
         [*GOOD, "--rate", "0"],
         [*GOOD, "--rate", "nan"],
         [*GOOD, "--rate", "inf"],
+        [*GOOD, "--rate", "1e-9"],
+        [*GOOD, "--rate", "1e9"],
+        [*GOOD, "--concurrency", "100000"],
+        ["bench", "--target", "127.0.0.1:9", "--duration", "nan"],
+        ["bench", "--target", "127.0.0.1:9", "--duration", "1e12"],
+        [*GOOD, "--timeout", "inf"],
+        [*GOOD, "--timeout", "61"],
         [*GOOD, "--payload-bytes", "1025"],
         [*GOOD, "--payload-bytes", "-1"],
         [*GOOD, "--work-iterations", "-1"],
@@ -92,9 +99,16 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
     [
         ([*GOOD, "--concurrency", "0"], "--concurrency: must be at least 1, not 0"),
         ([*GOOD, "--cpus", "0-x"], "--cpus: bad CPU list item"),
-        ([*GOOD, "--cpus", "4095"], "not available to this process"),
-        (["compare", "--cpus-server", "4095", "--runs", "1"], "not available to this process"),
+        ([*GOOD, "--cpus", "4095"], "beyond this host's CPUs"),
+        (["compare", "--cpus-server", "4095", "--runs", "1"], "beyond this host's CPUs"),
         ([*GOOD, "--rate", "100", "--client-model", "futures"], "closed loop only"),
+        ([*GOOD, "--rate", "1e-9"], "--rate: must be a number from 1 to 1e+06, not 1e-9"),
+        ([*GOOD, "--cpus", "0-2000000000"], "CPU 2000000000 in '0-2000000000' beyond this host's"),
+        ([*GOOD, "--json", "/proc/version/x.json"], "--json: /proc/version/x.json: /proc/version"),
+        ([*GOOD, "--hdr-log", "/"], "--hdr-log: / is a directory"),
+        ([*GOOD, "--plot", "/proc/1/x.png"], "--plot: /proc/1/x.png: directory /proc/1 is not"),
+        (["compare", "--json", "/proc/version/c.json"], "--json: /proc/version/c.json: "),
+        (["compare", "--plot", "/"], "--plot: / is a directory"),
     ],
 )
 def test_console_script_exits_2_with_the_reason(argv: list[str], message: str) -> None:
@@ -102,3 +116,17 @@ def test_console_script_exits_2_with_the_reason(argv: list[str], message: str) -
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+    # argparse's usage line, then one line naming the value.
+    assert len(done.stderr.strip().splitlines()[-1:]) == 1
+    assert "error:" in done.stderr.strip().splitlines()[-1]
+
+
+def test_help_lists_exit_codes_and_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse(["bench", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for line in ("0  passed", "1  breached", "2  usage error", "3  unreachable"):
+        assert line in text
+    for key in ("errors_by_code", "target_lost", "verdict", "up_s", "p999_us"):
+        assert key in text

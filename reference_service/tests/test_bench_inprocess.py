@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +63,16 @@ def test_closed_loop_counts_schema_log_and_plot(
     assert result["mode"] == "closed"
     assert result["client_model"] == "threads"
     assert result["profile"] == "default"
+    assert result["target_lost"] is None
+    assert result["up_s"] == result["duration_s"]
+    assert result["verdict"] == {
+        "passed": True,
+        "exit_code": 0,
+        "outcome": "passed",
+        "breaches": [],
+        "errors_by_code": {},
+        "message": "gate passed: 300 requests, 0 errors",
+    }
 
     histogram = read_log(str(log))
     assert histogram.get_total_count() == 300
@@ -106,10 +118,13 @@ def test_duration_mode(server: RunningServer, tmp_path: Path) -> None:
 
 
 def test_gate_fails_below_the_measured_values(
-    server: RunningServer, capsys: pytest.CaptureFixture[str]
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    out = tmp_path / "breach.json"
     status = run_bench(
-        server, "--requests", "50", "--warmup", "5", "--max-p50-us", "1", "--max-p999-us", "2"
+        server,
+        *("--requests", "50", "--warmup", "5", "--max-p50-us", "1", "--max-p999-us", "2"),
+        *("--json", str(out)),
     )
     assert status == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gate")]
@@ -118,6 +133,14 @@ def test_gate_fails_below_the_measured_values(
         r"gate failed: p50 = \d+\.\d us > limit 1\.0 us; p99\.9 = \d+\.\d us > limit 2\.0 us",
         lines[0],
     )
+    result = load(out)
+    verdict = result["verdict"]
+    assert (verdict["passed"], verdict["exit_code"], verdict["outcome"]) == (False, 1, "breached")
+    assert verdict["breaches"] == [
+        {"figure": "p50_us", "value": result["p50_us"], "limit": 1.0},
+        {"figure": "p999_us", "value": result["p999_us"], "limit": 2.0},
+    ]
+    assert verdict["message"] == lines[0]
 
 
 def test_gate_passes_generous_limits(
@@ -145,8 +168,13 @@ def test_request_errors_fail_the_gate(
     assert status == 1
     result = load(out)
     assert (result["requests"], result["errors"]) == (0, 20)
-    assert "INVALID_ARGUMENT" in result["first_error"]
-    assert "gate failed: 20 errors" in capsys.readouterr().err
+    assert result["first_error"].startswith("INVALID_ARGUMENT: ")
+    assert result["first_error"].endswith(f"(peer {server.address})")
+    assert result["verdict"]["errors_by_code"] == {"INVALID_ARGUMENT": 20}
+    assert result["verdict"]["breaches"] == [{"figure": "errors", "value": 20, "limit": 0}]
+    captured = capsys.readouterr()
+    assert "gate failed: 20 errors (INVALID_ARGUMENT 20)" in captured.err
+    assert "errors by code: INVALID_ARGUMENT 20" in captured.out
 
 
 def test_open_loop_latency_from_intended_send_time(server: RunningServer, tmp_path: Path) -> None:
@@ -170,9 +198,77 @@ def test_open_loop_latency_from_intended_send_time(server: RunningServer, tmp_pa
         assert result[key] >= uncorrected[key]
 
 
-def test_unreachable_target_fails(capsys: pytest.CaptureFixture[str]) -> None:
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_target_exits_3_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"127.0.0.1:{closed_port()}"
+    out = tmp_path / "unreachable.json"
     args = build_parser().parse_args(
-        ["bench", "--target", "127.0.0.1:9", "--requests", "1", "--timeout", "0.2"]
+        ["bench", "--target", target, "--requests", "1", "--json", str(out)]
     )
-    assert bench.run(args) == 1
-    assert "not reachable" in capsys.readouterr().err
+    assert bench.run(args) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"bench: target {target} unreachable: Connection refused\n"
+    assert load(out)["verdict"] == {
+        "passed": False,
+        "exit_code": 3,
+        "outcome": "unreachable",
+        "breaches": [],
+        "errors_by_code": {},
+        "message": f"target {target} unreachable: Connection refused",
+    }
+
+
+@pytest.mark.parametrize("profile", ["default", "tuned"])
+def test_server_stopped_mid_run_is_a_lost_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], profile: str
+) -> None:
+    running = start_server("127.0.0.1", 0, "default")
+    out = tmp_path / "lost.json"
+    stopper = threading.Timer(0.5, running.stop, kwargs={"grace": None})
+    stopper.start()
+    try:
+        status = run_bench(
+            running,
+            *("--profile", profile, "--concurrency", "4", "--duration", "30", "--warmup", "10"),
+            *("--json", str(out)),
+        )
+    finally:
+        stopper.join()
+        running.stop(grace=None)
+    assert status == 3
+    result = load(out)
+    lost = result["target_lost"]
+    assert lost["phase"] == "measured"
+    # Stopped after 0.5 s, so the load ends about 1 s later, not after 30.
+    assert 0 < lost["after_s"] == result["up_s"] < result["duration_s"] < 10
+    assert result["requests"] > 0
+    assert result["throughput_rps"] == pytest.approx(result["requests"] / result["up_s"], rel=0.01)
+    assert lost["refused"] == sum(lost["refused_by_code"].values()) > 0
+    assert lost["in_flight"] == sum(lost["in_flight_by_code"].values()) <= 4
+    assert result["errors"] == sum(result["verdict"]["errors_by_code"].values())
+    verdict = result["verdict"]
+    assert (verdict["passed"], verdict["exit_code"], verdict["outcome"]) == (
+        False,
+        3,
+        "target_lost",
+    )
+    assert verdict["message"].startswith("target lost ")
+    captured = capsys.readouterr()
+    assert "refused before sending: " in captured.out
+    assert "Traceback" not in captured.err
+    first = [line for line in captured.err.splitlines() if line.startswith("first error:")]
+    assert len(first) == 1
+    # In flight: cancelled by the stopping server, or failed with the connection.
+    assert re.match(
+        r"first error: (CANCELLED|UNAVAILABLE): .* \(peer 127\.0\.0\.1:\d+\)$", first[0]
+    )
+    assert set(lost["in_flight_by_code"]) <= {"CANCELLED", "UNAVAILABLE"}

@@ -49,6 +49,8 @@ def test_errors_counted_not_timed() -> None:
         [counting_call(counter, fail_every=4)], loadgen.Plan(1, requests=100), (Failure,)
     )
     assert outcome.errors == 25
+    assert outcome.errors_by_code == {"Failure": 25}
+    assert outcome.lost is None
     assert outcome.histogram.get_total_count() == 75
     assert outcome.first_error == "request 4 failed"
 
@@ -71,13 +73,13 @@ def test_outstanding_keeps_slots_busy_and_counts_exactly() -> None:
     """Completions arrive on one transport thread, as gRPC's channel thread delivers them."""
     pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     in_flight: set[int] = set()
-    completed: list[tuple[int, str | None]] = []
+    completed: list[tuple[int, loadgen.Failure | None]] = []
 
     def bind(done: loadgen.Done) -> loadgen.Submit:
         def transport() -> None:
             while (slot := pending.get()) is not None:
                 in_flight.remove(slot)
-                error = "boom" if len(completed) % 10 == 9 else None
+                error = loadgen.Failure("ABORTED", "boom") if len(completed) % 10 == 9 else None
                 completed.append((slot, error))
                 done(slot, error)
 
@@ -96,7 +98,7 @@ def test_outstanding_keeps_slots_busy_and_counts_exactly() -> None:
     pending.put(None)
     assert len(completed) == 100
     assert {slot for slot, _ in completed} == {0, 1, 2}
-    assert outcome.errors == 10
+    assert outcome.errors_by_code == {"ABORTED": 10}
     assert outcome.histogram.get_total_count() == 90
     assert outcome.first_error == "boom"
     assert progress.completed() == (90, 10)
@@ -128,3 +130,76 @@ def test_open_loop_corrected_never_below_uncorrected() -> None:
 def test_open_loop_needs_a_rate() -> None:
     with pytest.raises(ValueError):
         loadgen.run_open_loop([lambda: None], loadgen.Plan(1, requests=1), ())
+
+
+def dying_target(answers: int, lock: threading.Lock, state: dict[str, int]) -> loadgen.Call:
+    """Answers `answers` requests in all, then every request fails as a reset connection."""
+
+    def call() -> None:
+        with lock:
+            state["calls"] += 1
+            alive = state["calls"] <= answers
+        if not alive:
+            raise ConnectionResetError("connection reset")
+
+    return call
+
+
+def test_a_lost_target_stops_the_load_after_the_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loadgen, "LOST_AFTER_S", 0.05)
+    state, lock = {"calls": 0}, threading.Lock()
+    calls = [dying_target(200, lock, state) for _ in range(2)]
+    outcome = loadgen.run_threads(calls, loadgen.Plan(2, duration_s=30.0), (OSError,))
+    assert outcome.elapsed_s < 5.0
+    assert outcome.histogram.get_total_count() == 200
+    lost = outcome.lost
+    assert lost is not None
+    # No request was in flight when the first one failed but the other slot's.
+    assert sum(lost.in_flight_by_code.values()) in (1, 2)
+    assert lost.refused > 0
+    assert lost.refused_by_code == {"ConnectionResetError": lost.refused}
+    assert outcome.errors_by_code == lost.in_flight_by_code
+    assert 0 < outcome.up_s == lost.after_s < outcome.elapsed_s
+    assert outcome.first_error == "connection reset"
+
+
+def test_a_target_that_answers_again_is_not_lost() -> None:
+    """Connection failures followed by answers are plain errors, and the run goes on."""
+    counter = [0]
+    lock = threading.Lock()
+
+    def call() -> None:
+        with lock:
+            counter[0] += 1
+            n = counter[0]
+        if 100 <= n < 110:
+            raise ConnectionResetError("reset")
+
+    outcome = loadgen.run_threads([call], loadgen.Plan(1, requests=300), (OSError,))
+    assert outcome.lost is None
+    assert outcome.errors_by_code == {"ConnectionResetError": 10}
+    assert outcome.histogram.get_total_count() == 290
+    assert outcome.up_s == outcome.elapsed_s
+
+
+def test_outstanding_stops_on_a_lost_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loadgen, "LOST_AFTER_S", 0.05)
+    gone = loadgen.Failure("UNAVAILABLE", "UNAVAILABLE: Socket closed (peer x)", connection=True)
+    answered = [0]
+
+    def bind(done: loadgen.Done) -> loadgen.Submit:
+        def submit(slot: int) -> None:
+            answered[0] += 1
+            failure = gone if answered[0] > 50 else None
+            threading.Thread(target=done, args=(slot, failure)).start()
+
+        return submit
+
+    outcome = loadgen.Outstanding(loadgen.Plan(4, duration_s=30.0), bind).run()
+    assert outcome.elapsed_s < 5.0
+    assert outcome.lost is not None
+    assert outcome.histogram.get_total_count() == 50
+    assert outcome.lost.refused_by_code["UNAVAILABLE"] > 0
+    assert outcome.first_error == "UNAVAILABLE: Socket closed (peer x)"

@@ -47,7 +47,7 @@ def test_round_trips_counted_per_connection(server: rawtcp.EchoServer) -> None:
     assert outcome.errors == 0
 
 
-def test_stopped_server_counts_as_errors(server: rawtcp.EchoServer) -> None:
+def test_stopped_server_is_a_lost_target(server: rawtcp.EchoServer) -> None:
     call = rawtcp.PingPong(f"127.0.0.1:{server.port}", 64, 5)
     call()
     server.stop()
@@ -55,7 +55,11 @@ def test_stopped_server_counts_as_errors(server: rawtcp.EchoServer) -> None:
         outcome = loadgen.run_threads([call], loadgen.Plan(1, requests=3), (OSError,))
     finally:
         call.close()
-    assert outcome.errors == 3
+    # The first request was in flight when the connection closed; the rest failed after.
+    assert outcome.lost is not None
+    assert outcome.lost.in_flight_by_code == {"ConnectionError": 1}
+    assert outcome.errors == 1
+    assert outcome.lost.refused == 2
     assert outcome.histogram.get_total_count() == 0
 
 

@@ -7,7 +7,10 @@ gRPC's newer engine off before ``import grpc``) sends preserialized request
 bytes and does not parse replies, freezes the GC after warm-up, and keeps N
 requests in flight as N outstanding futures driven by one client thread
 rather than N threads, which contend for the GIL and wake each other
-(MEASUREMENTS.md: c64 p99.9 13 ms vs 28 ms).
+(docs/reference-service-performance.md, "Client model").
+
+The verdict comes from gate.py; run() prints it as one line, writes it into
+the JSON and returns its exit status (see EXIT_HELP in bench_args).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import importlib.util
 import itertools
 import json
 import resource
+import socket
 import sys
 import threading
 import time
@@ -24,19 +28,49 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from lowlatency_service import loadgen, runtime
+from lowlatency_service import gate, loadgen, runtime
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
+from lowlatency_service.bench_args import make_parents
 from lowlatency_service.errors import UsageError
-from lowlatency_service.gate import Limits, breaches, failure_line
-from lowlatency_service.histogram import Summary, summarize, write_log
+from lowlatency_service.histogram import Summary, new_histogram, summarize, write_log
+from lowlatency_service.rawtcp import split_target
 from lowlatency_service.report import table
 
 ECHO_METHOD = "/lowlatency.v1.LatencyService/Echo"
 _PROGRESS_INTERVAL_S = 0.5
+_CONNECTION_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 class ReplyMismatch(Exception):
     """The reply does not belong to the request (a service bug, counted as an error)."""
+
+
+class TargetUnreachable(Exception):
+    """No connection to the target could be made; the message says why, in one line."""
+
+
+def status_failure(code: grpc.StatusCode | None, details: str | None, peer: str) -> loadgen.Failure:
+    """One line per failed call: status code, details, peer.
+
+    UNAVAILABLE, and CANCELLED (this client never cancels, so the server or
+    the connection did), may mean the target is gone: they start loadgen's
+    loss watch, which only a second without any answer turns into a loss.
+    """
+    name = code.name if code is not None else "UNKNOWN"
+    text = " ".join((details or "").split())
+    return loadgen.Failure(name, f"{name}: {text} (peer {peer})", code in _CONNECTION_CODES)
+
+
+def grpc_classify(peer: str) -> loadgen.Classify:
+    """loadgen's Classify for blocking gRPC calls (failure path only)."""
+
+    def classify(exc: BaseException) -> loadgen.Failure:
+        if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
+            return status_failure(exc.code(), exc.details(), peer)
+        name = "REPLY_MISMATCH" if isinstance(exc, ReplyMismatch) else type(exc).__name__
+        return loadgen.Failure(name, f"{name}: {' '.join(str(exc).split())} (peer {peer})")
+
+    return classify
 
 
 def client_model(args: argparse.Namespace) -> str:
@@ -132,12 +166,16 @@ def _future_submit(
         echo = latency_pb2_grpc.LatencyServiceStub(channel).Echo
         requests = [_request(args, slot + 1) for slot in range(args.concurrency)]
     timeout = args.timeout
+    peer = args.target
 
     def bind(done: loadgen.Done) -> loadgen.Submit:
         def completed(slot: int) -> Callable[[grpc.Future], None]:
             def callback(future: grpc.Future) -> None:
                 code = future.code()
-                done(slot, None if code is grpc.StatusCode.OK else f"{code}: {future.details()}")
+                if code is grpc.StatusCode.OK:
+                    done(slot, None)
+                else:
+                    done(slot, status_failure(code, future.details(), peer))
 
             return callback
 
@@ -192,19 +230,46 @@ def _load(
         return loadgen.Outstanding(plan, _future_submit(channel, args), progress).run()
     make_calls = _raw_calls if args.profile == "tuned" else _protobuf_calls
     calls = make_calls(channel, args)
+    classify = grpc_classify(args.target)
     if plan.rate is not None:
-        return loadgen.run_open_loop(calls, plan, failures, progress)
-    return loadgen.run_threads(calls, plan, failures, progress)
+        return loadgen.run_open_loop(calls, plan, failures, progress, classify)
+    return loadgen.run_threads(calls, plan, failures, progress, classify)
+
+
+def _refusal(target: str, timeout: float) -> str:
+    """Why a plain TCP connection to the target fails, or what else went wrong (one line)."""
+    try:
+        socket.create_connection(split_target(target), timeout=min(timeout, 2.0)).close()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return "TCP connects, but no gRPC connection could be made (is it a gRPC server?)"
 
 
 def _connect(args: argparse.Namespace) -> grpc.Channel:
+    """A ready channel, or TargetUnreachable at the first failed connection attempt.
+
+    Failing at the first refused attempt (rather than waiting out --timeout
+    while gRPC retries) is what makes a closed port a quick, clear exit 3.
+    """
     channel = grpc.insecure_channel(args.target, options=runtime.channel_options(args.profile))
-    try:
-        grpc.channel_ready_future(channel).result(timeout=args.timeout)
-    except grpc.FutureTimeoutError:
-        channel.close()
-        raise ConnectionError(f"{args.target} not reachable within {args.timeout:g} s") from None
-    return channel
+    states: list[grpc.ChannelConnectivity] = []
+    settled = threading.Event()
+    final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE)
+
+    def on_state(state: grpc.ChannelConnectivity) -> None:
+        states.append(state)
+        if state in final:
+            settled.set()
+
+    channel.subscribe(on_state, try_to_connect=True)
+    settled.wait(args.timeout)
+    channel.unsubscribe(on_state)
+    if states and states[-1] is grpc.ChannelConnectivity.READY:
+        return channel
+    channel.close()
+    if not settled.is_set():
+        raise TargetUnreachable(f"no connection within {args.timeout:g} s")
+    raise TargetUnreachable(_refusal(args.target, args.timeout))
 
 
 def client_cost(before: resource.struct_rusage, requests: int) -> dict[str, float]:
@@ -223,9 +288,28 @@ def client_cost(before: resource.struct_rusage, requests: int) -> dict[str, floa
     }
 
 
+def _lost_dict(lost: loadgen.Lost, phase: str) -> dict[str, object]:
+    return {
+        "phase": phase,
+        "after_s": lost.after_s,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(lost.at)),
+        "in_flight": sum(lost.in_flight_by_code.values()),
+        "in_flight_by_code": lost.in_flight_by_code,
+        "refused": lost.refused,
+        "refused_by_code": lost.refused_by_code,
+    }
+
+
 def _result(
-    args: argparse.Namespace, summary: Summary, outcome: loadgen.Outcome, cost: dict[str, float]
+    args: argparse.Namespace,
+    summary: Summary,
+    outcome: loadgen.Outcome,
+    cost: dict[str, float],
+    *,
+    verdict: gate.Verdict,
+    phase: str,
 ) -> dict:
+    """Everything bench's JSON holds (keys listed in bench_args.EXIT_HELP)."""
     result: dict[str, object] = dict(summary.to_dict())
     result.update(cost)
     result.update(
@@ -241,13 +325,16 @@ def _result(
         payload_bytes=args.payload_bytes,
         work_iterations=args.work_iterations,
         duration_s=round(outcome.elapsed_s, 3),
+        up_s=round(outcome.up_s, 3),
         first_error=outcome.first_error,
+        target_lost=_lost_dict(outcome.lost, phase) if outcome.lost is not None else None,
         grpc_version=grpc.__version__,
         measures=[m.as_dict() for m in runtime.describe(args.profile)],
     )
     if outcome.uncorrected is not None:
-        uncorrected = summarize(outcome.uncorrected, outcome.errors, outcome.elapsed_s)
+        uncorrected = summarize(outcome.uncorrected, outcome.errors, outcome.up_s)
         result["uncorrected"] = uncorrected.to_dict()
+    result["verdict"] = verdict.as_dict()
     return result
 
 
@@ -261,12 +348,20 @@ def _check(args: argparse.Namespace) -> None:
 
 def _measure(
     channel: grpc.Channel, args: argparse.Namespace, label: str
-) -> tuple[loadgen.Outcome, dict[str, float]]:
-    """Warm up, apply the after-warm-up measures, then the measured run and its client cost."""
+) -> tuple[loadgen.Outcome, dict[str, float], str]:
+    """Warm up, apply the after-warm-up measures, then the measured run and its client cost.
+
+    The last item is the phase the outcome is from: "measured", or "warm-up"
+    when the target was lost during the warm-up (then nothing was measured).
+    """
     progress = loadgen.Progress()
     if args.warmup:
         warmup = loadgen.Plan(args.concurrency, requests=args.warmup, rate=args.rate)
-        _load(channel, args, warmup, progress)
+        outcome = _load(channel, args, warmup, progress)
+        if outcome.lost is not None:
+            outcome.histogram = new_histogram()
+            outcome.uncorrected = None
+            return outcome, {}, "warm-up"
     runtime.after_warmup(args.profile)
     plan = loadgen.Plan(args.concurrency, args.requests, args.duration, args.rate)
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -275,24 +370,24 @@ def _measure(
             outcome = _load(channel, args, plan, progress)
     else:
         outcome = _load(channel, args, plan, progress)
-    return outcome, client_cost(before, outcome.histogram.get_total_count() + outcome.errors)
+    cost = client_cost(before, outcome.histogram.get_total_count() + outcome.errors)
+    return outcome, cost, "measured"
+
+
+def _write_json(path: str, result: dict) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=2)
+        handle.write("\n")
 
 
 def _write_files(
-    args: argparse.Namespace,
-    summary: Summary,
-    outcome: loadgen.Outcome,
-    cost: dict[str, float],
-    *,
-    label: str,
-    title: str,
+    args: argparse.Namespace, result: dict, outcome: loadgen.Outcome, *, label: str, title: str
 ) -> None:
+    make_parents(args.json, args.hdr_log, args.plot)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(_result(args, summary, outcome, cost), handle, indent=2)
-            handle.write("\n")
+        _write_json(args.json, result)
     if args.hdr_log:
-        end = outcome.started_at + outcome.elapsed_s
+        end = outcome.started_at + outcome.up_s
         write_log(outcome.histogram, args.hdr_log, outcome.started_at, end, label)
     if args.plot:
         from lowlatency_service.plot import plot_percentiles  # noqa: PLC0415  # needs matplotlib
@@ -303,32 +398,71 @@ def _write_files(
         plot_percentiles(curves, args.plot, title)
 
 
+def _unreachable(args: argparse.Namespace, reason: str) -> int:
+    """One line naming the target, the JSON with the verdict only; exit 3."""
+    verdict = gate.unreachable(args.target, reason)
+    print(f"bench: {verdict.message}", file=sys.stderr)
+    if args.json:
+        make_parents(args.json)
+        _write_json(
+            args.json,
+            {"target": args.target, "profile": args.profile, "verdict": verdict.as_dict()},
+        )
+    return verdict.exit_code
+
+
+def _loss_lines(outcome: loadgen.Outcome, phase: str) -> tuple[str, list[str]]:
+    """The verdict's one-line reason and the printed report of a lost target."""
+    lost = outcome.lost
+    assert lost is not None
+    at = time.strftime("%H:%M:%S", time.gmtime(lost.at))
+    reason = (
+        f"target lost {lost.after_s:.3f} s into the {phase} run ({at} UTC): no successful "
+        f"reply for {loadgen.LOST_AFTER_S:g} s after a connection failure"
+    )
+    in_flight = sum(lost.in_flight_by_code.values())
+    lines = [
+        reason,
+        f"  answered OK: {outcome.histogram.get_total_count()}",
+        f"  in flight when it was lost: {in_flight}"
+        + (f" ({gate.codes_text(lost.in_flight_by_code)})" if in_flight else ""),
+        f"  refused before sending: {lost.refused}"
+        + (f" ({gate.codes_text(lost.refused_by_code)})" if lost.refused else ""),
+        f"  throughput over the {outcome.up_s:.2f} s the target was up",
+    ]
+    return reason, lines
+
+
 def run(args: argparse.Namespace) -> int:
     _check(args)
     try:
         channel = _connect(args)
-    except ConnectionError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
+    except TargetUnreachable as exc:
+        return _unreachable(args, str(exc))
     label = f"{args.profile} c{args.concurrency}"
     with channel:
-        outcome, cost = _measure(channel, args, label)
+        outcome, cost, phase = _measure(channel, args, label)
 
-    summary = summarize(outcome.histogram, outcome.errors, outcome.elapsed_s)
+    summary = summarize(outcome.histogram, outcome.errors, outcome.up_s)
     mode = f"open loop {args.rate:g} req/s" if args.rate is not None else "closed loop"
     print(f"{args.target}  {mode}  {summary.requests} requests in {outcome.elapsed_s:.2f} s")
     rows = [(label, summary)]
     if outcome.uncorrected is not None:
-        uncorrected = summarize(outcome.uncorrected, outcome.errors, outcome.elapsed_s)
+        uncorrected = summarize(outcome.uncorrected, outcome.errors, outcome.up_s)
         rows.append((label + " uncorrected", uncorrected))
     print(table(rows))
+    if outcome.errors_by_code:
+        print(f"errors by code: {gate.codes_text(outcome.errors_by_code)}")
+    lost = None
+    if outcome.lost is not None:
+        lost, lines = _loss_lines(outcome, phase)
+        print("\n".join(lines))
     if outcome.first_error:
         print(f"first error: {outcome.first_error}", file=sys.stderr)
-    _write_files(args, summary, outcome, cost, label=label, title=f"{args.target} {mode}")
 
-    limits = Limits(args.max_p50_us, args.max_p99_us, args.max_p999_us, args.max_tail_ratio)
-    found = breaches(summary, limits)
-    if found:
-        print(failure_line(found), file=sys.stderr)
-        return 1
-    return 0
+    limits = gate.Limits(args.max_p50_us, args.max_p99_us, args.max_p999_us, args.max_tail_ratio)
+    verdict = gate.judge(summary, limits, outcome.errors_by_code, lost)
+    result = _result(args, summary, outcome, cost, verdict=verdict, phase=phase)
+    _write_files(args, result, outcome, label=label, title=f"{args.target} {mode}")
+    print(verdict.message, file=sys.stderr)
+    return verdict.exit_code

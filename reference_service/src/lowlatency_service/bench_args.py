@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from collections.abc import Callable
 
 from lowlatency_service.rawtcp import split_target
 from lowlatency_service.runtime import PROFILES
@@ -15,12 +17,61 @@ from lowlatency_service.runtime import PROFILES
 CLIENT_MODELS = ("auto", "threads", "futures")
 # The service refuses larger payloads (proto/lowlatency/v1/latency.proto).
 MAX_PAYLOAD_BYTES = 1024
+# One thread (or outstanding call) per slot: beyond this the client measures itself.
+MAX_CONCURRENCY = 4096
+# A slower open loop leaves each slot idle for minutes; a faster one no Python client keeps.
+MIN_RATE, MAX_RATE = 1.0, 1_000_000.0
+MAX_DURATION_S = 86_400.0
+# histogram.HIGHEST_NS: a longer deadline would record latencies the histogram clips.
+MAX_TIMEOUT_S = 60.0
+
+EXIT_HELP = """\
+exit status (the verdict, also written to --json as "verdict"):
+  0  passed: no limit breached and no request failed
+  1  breached: a --max-* limit exceeded, or any request failed
+  2  usage error: a bad flag or value, refused before any connection
+  3  unreachable (no connection could be made) or target lost: after a
+     connection failure (UNAVAILABLE) no request succeeded for 1 s; the load
+     stops, what was measured until then is reported and written
+
+target lost: requests sent before the first connection failure and failing
+are "in flight", those sent after it were refused by the client unsent.
+Throughput (req/s) counts only the time the target was up. One second is
+far above any reconnect on a healthy host, and far below a run's length.
+
+JSON keys (--json):
+  p50_us p90_us p99_us p999_us max_us  latency percentiles (us)
+  requests            requests answered OK and measured
+  errors              requests sent that failed (also those in flight at a loss)
+  throughput_rps      requests / up_s
+  tail_ratio          p999_us / p50_us
+  client_cpu_us_per_request, client_context_switches_per_request
+  target profile cpus concurrency client_model mode rate warmup
+  payload_bytes work_iterations   the run's settings
+  duration_s          length of the measured run; up_s: the part with the target up
+  first_error         one line: status code, details, peer (null without errors)
+  target_lost         null, or phase, after_s, at (UTC), in_flight,
+                      in_flight_by_code, refused, refused_by_code
+  uncorrected         open loop only: the same figures from the actual send time
+  grpc_version, measures   grpc version, the profile's measures and their status
+  verdict             passed, exit_code, outcome (passed|breached|unreachable|
+                      target_lost), breaches [{figure, value, limit}],
+                      errors_by_code {CODE: count}, message
+  An unreachable target writes only target, profile and verdict.
+"""
 
 
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def concurrency(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CONCURRENCY}, not {value}")
     return value
 
 
@@ -45,6 +96,48 @@ def positive_float(text: str) -> float:
     return value
 
 
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """A finite number in [low, high]; the message names the bounds."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(
+                f"must be a number from {low:g} to {high:g}, not {text}"
+            )
+        return value
+
+    return parse
+
+
+def output_path(text: str) -> str:
+    """A file bench or compare can create or replace: refused before any load otherwise.
+
+    Missing directories are created when the file is written, so the nearest
+    existing one must be a writable directory.
+    """
+    path = os.path.abspath(text)
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text} is not writable")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: directory {parent} is not writable")
+    return text
+
+
+def make_parents(*paths: str | None) -> None:
+    """Create the missing directories of output paths that output_path accepted."""
+    for path in paths:
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 def target(text: str) -> str:
     try:
         split_target(text)
@@ -54,6 +147,8 @@ def target(text: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXIT_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--target", type=target, required=True, metavar="HOST:PORT", help="service to load"
     )
@@ -66,14 +161,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus", metavar="LIST", help="pin the client to this cpulist, e.g. 1")
     parser.add_argument(
         "--concurrency",
-        type=positive_int,
+        type=concurrency,
         default=1,
         metavar="N",
         help="requests in flight, one at a time per slot (default %(default)s)",
     )
     amount = parser.add_mutually_exclusive_group(required=True)
     amount.add_argument("--requests", type=positive_int, metavar="N", help="measured requests")
-    amount.add_argument("--duration", type=positive_float, metavar="S", help="seconds to measure")
+    amount.add_argument(
+        "--duration",
+        type=bounded_float(0.001, MAX_DURATION_S),
+        metavar="S",
+        help="seconds to measure",
+    )
     parser.add_argument(
         "--warmup",
         type=non_negative_int,
@@ -83,7 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rate",
-        type=positive_float,
+        type=bounded_float(MIN_RATE, MAX_RATE),
         metavar="R",
         help="open loop: R requests/s in total at a constant rate, latency measured from "
         "the intended send time (coordinated omission corrected, as wrk2 does)",
@@ -112,14 +212,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=positive_float,
+        type=bounded_float(0.001, MAX_TIMEOUT_S),
         default=10.0,
         metavar="S",
         help="deadline of each request and of connecting (default %(default)s)",
     )
-    parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
-    parser.add_argument("--hdr-log", metavar="FILE", help="write an HdrHistogram log (ns)")
-    parser.add_argument("--plot", metavar="FILE.png", help="write a latency-by-percentile plot")
+    parser.add_argument(
+        "--json", type=output_path, metavar="FILE", help="write the figures and the verdict as JSON"
+    )
+    parser.add_argument(
+        "--hdr-log", type=output_path, metavar="FILE", help="write an HdrHistogram log (ns)"
+    )
+    parser.add_argument(
+        "--plot", type=output_path, metavar="FILE.png", help="write a latency-by-percentile plot"
+    )
     gate = parser.add_argument_group("gate (exit status 1 when a limit is breached)")
     gate.add_argument("--max-p50-us", type=positive_float, metavar="X", help="limit of p50 (us)")
     gate.add_argument("--max-p99-us", type=positive_float, metavar="X", help="limit of p99 (us)")

@@ -12,6 +12,11 @@ Three ways to keep N requests in flight:
   intended send time, so a stall of the service counts for every request it
   delayed, as wrk2 and HdrHistogram correct for coordinated omission. The
   plain service time (from the actual send) is kept in a second histogram.
+
+A failed request is handed over as a ``Failure`` (status code, one line,
+whether the connection failed). The successful path only times and records:
+failures are counted under one lock, where the target's loss is told from
+ordinary errors (see ``_Watch``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import itertools
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,10 +35,36 @@ from lowlatency_service.histogram import merge, new_histogram, record_ns
 
 # A blocking request: returns when answered, raises one of the failure types otherwise.
 Call = Callable[[], None]
-# Completion of a slot's request: done(slot, error text or None).
-Done = Callable[[int, "str | None"], None]
 # Starts a request of a slot asynchronously; the transport then calls done.
 Submit = Callable[[int], None]
+
+# A target without a successful reply for this long after a connection failure is lost.
+LOST_AFTER_S = 1.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed request: a status code, one line for people, and whether the connection failed.
+
+    ``connection`` marks failures that may mean the target itself is gone
+    (gRPC UNAVAILABLE or CANCELLED, a reset TCP connection); only these
+    start the loss watch.
+    """
+
+    code: str
+    line: str
+    connection: bool = False
+
+
+# Completion of a slot's request: done(slot, None when answered, else the failure).
+Done = Callable[[int, "Failure | None"], None]
+# Turns an exception a Call raised into a Failure.
+Classify = Callable[[BaseException], Failure]
+
+
+def plain_failure(exc: BaseException) -> Failure:
+    """Failure of a transport without status codes: the exception's class names it."""
+    return Failure(type(exc).__name__, " ".join(str(exc).split()), isinstance(exc, ConnectionError))
 
 
 @dataclass(frozen=True)
@@ -75,31 +107,123 @@ class _Budget:
         return time.perf_counter_ns() < self._deadline_ns
 
 
+@dataclass(frozen=True)
+class Lost:
+    """How the target was lost: when, what the requests then in flight ended with, refusals."""
+
+    after_s: float  # seconds into the run of the first connection failure
+    at: float  # the same instant, seconds since the epoch
+    in_flight_by_code: dict[str, int]  # sent before it, failed at or after it
+    refused: int  # sent after it and failed: the channel refused them unsent
+    refused_by_code: dict[str, int]
+
+
 @dataclass
 class Outcome:
-    """What one run measured; ``uncorrected`` only in open-loop mode."""
+    """What one run measured; ``uncorrected`` only in open-loop mode.
+
+    ``errors_by_code`` counts requests that were sent and failed, including
+    those in flight when the target was lost; ``lost`` is None unless the
+    target was lost and did not come back.
+    """
 
     histogram: HdrHistogram
-    errors: int
+    errors_by_code: dict[str, int]
     first_error: str | None
     elapsed_s: float
     started_at: float
     uncorrected: HdrHistogram | None = None
+    lost: Lost | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_code.values())
+
+    @property
+    def up_s(self) -> float:
+        """The time the target was up: the whole run, or until it was lost."""
+        return self.lost.after_s if self.lost is not None else self.elapsed_s
 
 
 @dataclass
 class _Slot:
-    """Per-slot counters, so slots on different threads never share a histogram."""
+    """Per-slot histograms, so slots on different threads never share one."""
 
     histogram: HdrHistogram = field(default_factory=new_histogram)
     uncorrected: HdrHistogram | None = None
-    errors: int = 0
-    first_error: str | None = None
 
-    def fail(self, error: str) -> None:
-        self.errors += 1
-        if self.first_error is None:
-            self.first_error = error
+
+class _Watch:
+    """Counts failures and tells a lost target from failed requests (failure path only).
+
+    The first connection failure after the last successful reply marks the
+    target as lost at that instant: requests sent before it and failing are
+    "in flight", those sent after it and failing were refused unsent. A
+    successful reply after it means the target came back: the counts go
+    back to plain errors. Once LOST_AFTER_S has passed without one, the next
+    failure stops the load.
+    """
+
+    def __init__(self, slots: Sequence[_Slot], budget: _Budget, started_ns: int) -> None:
+        self._slots = slots
+        self._budget = budget
+        self._started_ns = started_ns
+        self._lock = threading.Lock()
+        self.errors: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        self.first_error: str | None = None
+        self.lost_ns: int | None = None
+        self._answered_at_loss = 0
+
+    def _answered(self) -> int:
+        return sum(slot.histogram.get_total_count() for slot in self._slots)
+
+    def failed(self, failure: Failure, sent_ns: int) -> None:
+        now = time.perf_counter_ns()
+        with self._lock:
+            if self.first_error is None:
+                self.first_error = failure.line
+            if self.lost_ns is not None and self._answered() > self._answered_at_loss:
+                self._back()
+            if self.lost_ns is None:
+                if not failure.connection:
+                    self.errors[failure.code] += 1
+                    return
+                self.lost_ns = now
+                self._answered_at_loss = self._answered()
+            if sent_ns < self.lost_ns:
+                self.in_flight[failure.code] += 1
+            else:
+                self.refused[failure.code] += 1
+            if now - self.lost_ns >= LOST_AFTER_S * 1e9:
+                self._budget.stop()
+
+    def _back(self) -> None:
+        self.errors.update(self.in_flight)
+        self.errors.update(self.refused)
+        self.in_flight.clear()
+        self.refused.clear()
+        self.lost_ns = None
+
+    def failed_count(self) -> int:
+        return self.errors.total() + self.in_flight.total() + self.refused.total()
+
+    def collect(self, started_at: float) -> tuple[dict[str, int], Lost | None]:
+        with self._lock:
+            if self.lost_ns is not None and self._answered() > self._answered_at_loss:
+                self._back()
+            if self.lost_ns is None:
+                return dict(self.errors), None
+            after_s = (self.lost_ns - self._started_ns) / 1e9
+            lost = Lost(
+                after_s=round(after_s, 3),
+                at=started_at + after_s,
+                in_flight_by_code=dict(self.in_flight),
+                refused=self.refused.total(),
+                refused_by_code=dict(self.refused),
+            )
+            return dict(self.errors + self.in_flight), lost
 
 
 class Progress:
@@ -107,43 +231,51 @@ class Progress:
 
     def __init__(self) -> None:
         self._slots: Sequence[_Slot] = ()
+        self._watch: _Watch | None = None
 
-    def attach(self, slots: Sequence[_Slot]) -> None:
+    def attach(self, slots: Sequence[_Slot], watch: _Watch) -> None:
         self._slots = slots
+        self._watch = watch
 
     def completed(self) -> tuple[int, int]:
         """(answered, failed) so far; read without locks, so approximate while running."""
         slots = list(self._slots)
-        return sum(s.histogram.get_total_count() for s in slots), sum(s.errors for s in slots)
+        failed = self._watch.failed_count() if self._watch is not None else 0
+        return sum(s.histogram.get_total_count() for s in slots), failed
 
 
-def _collect(slots: Sequence[_Slot], started_ns: int, started_at: float) -> Outcome:
+def _collect(slots: Sequence[_Slot], watch: _Watch, started_ns: int, started_at: float) -> Outcome:
     elapsed_s = (time.perf_counter_ns() - started_ns) / 1e9
-    first_error = next((s.first_error for s in slots if s.first_error), None)
+    errors_by_code, lost = watch.collect(started_at)
     uncorrected = [s.uncorrected for s in slots if s.uncorrected is not None]
     return Outcome(
         histogram=merge(s.histogram for s in slots),
-        errors=sum(s.errors for s in slots),
-        first_error=first_error,
+        errors_by_code=errors_by_code,
+        first_error=watch.first_error,
         elapsed_s=elapsed_s,
         started_at=started_at,
         uncorrected=merge(uncorrected) if uncorrected else None,
+        lost=lost,
     )
 
 
 def _run_slot_threads(
-    target: Callable[[int, _Slot, _Budget], None], calls: int, plan: Plan, progress: Progress
+    target: Callable[[int, _Slot, _Budget, _Watch], None],
+    calls: int,
+    plan: Plan,
+    progress: Progress,
 ) -> Outcome:
     slots = [_Slot() for _ in range(calls)]
-    progress.attach(slots)
     started_at = time.time()
     started_ns = time.perf_counter_ns()
     budget = _Budget(plan)
+    watch = _Watch(slots, budget, started_ns)
+    progress.attach(slots, watch)
     crashed: list[BaseException] = []
 
     def guarded(index: int, slot: _Slot) -> None:
         try:
-            target(index, slot, budget)
+            target(index, slot, budget, watch)
         except BaseException as exc:
             # Not a failed request but a bug: end the run and re-raise it below.
             crashed.append(exc)
@@ -159,7 +291,7 @@ def _run_slot_threads(
         thread.join()
     if crashed:
         raise crashed[0]
-    return _collect(slots, started_ns, started_at)
+    return _collect(slots, watch, started_ns, started_at)
 
 
 def run_threads(
@@ -167,10 +299,11 @@ def run_threads(
     plan: Plan,
     failures: tuple[type[BaseException], ...],
     progress: Progress | None = None,
+    classify: Classify = plain_failure,
 ) -> Outcome:
     """Closed loop: one thread per call (one call per slot)."""
 
-    def loop(index: int, slot: _Slot, budget: _Budget) -> None:
+    def loop(index: int, slot: _Slot, budget: _Budget, watch: _Watch) -> None:
         call = calls[index]
         clock = time.perf_counter_ns
         histogram = slot.histogram
@@ -179,7 +312,7 @@ def run_threads(
             try:
                 call()
             except failures as exc:
-                slot.fail(str(exc))
+                watch.failed(classify(exc), sent)
                 continue
             record_ns(histogram, clock() - sent)
 
@@ -191,6 +324,7 @@ def run_open_loop(
     plan: Plan,
     failures: tuple[type[BaseException], ...],
     progress: Progress | None = None,
+    classify: Classify = plain_failure,
 ) -> Outcome:
     """Constant rate plan.rate over all slots, latency from the intended send time."""
     if plan.rate is None or plan.rate <= 0:
@@ -199,7 +333,7 @@ def run_open_loop(
     gap_ns = 1e9 / plan.rate
     first_ns = time.perf_counter_ns()
 
-    def loop(index: int, slot: _Slot, budget: _Budget) -> None:
+    def loop(index: int, slot: _Slot, budget: _Budget, watch: _Watch) -> None:
         call = calls[index]
         clock = time.perf_counter_ns
         slot.uncorrected = new_histogram()
@@ -214,7 +348,7 @@ def run_open_loop(
             try:
                 call()
             except failures as exc:
-                slot.fail(str(exc))
+                watch.failed(classify(exc), sent)
                 continue
             answered = clock()
             record_ns(slot.histogram, answered - intended)
@@ -240,16 +374,17 @@ class Outstanding:
         self._progress = progress or Progress()
         self._slot = _Slot()
         self._sent_ns = [0] * plan.concurrency
-        self._answers: queue.SimpleQueue[tuple[int, int, str | None]] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[tuple[int, int, Failure | None]] = queue.SimpleQueue()
 
-    def done(self, slot: int, error: str | None) -> None:
-        self._answers.put((slot, time.perf_counter_ns(), error))
+    def done(self, slot: int, failure: Failure | None) -> None:
+        self._answers.put((slot, time.perf_counter_ns(), failure))
 
     def run(self) -> Outcome:
-        self._progress.attach([self._slot])
         started_at = time.time()
         started_ns = time.perf_counter_ns()
         budget = _Budget(self._plan)
+        watch = _Watch([self._slot], budget, started_ns)
+        self._progress.attach([self._slot], watch)
         histogram = self._slot.histogram
         sent_ns = self._sent_ns
         clock = time.perf_counter_ns
@@ -261,14 +396,14 @@ class Outstanding:
                 in_flight += 1
         get = self._answers.get
         while in_flight:
-            slot, answered, error = get()
+            slot, answered, failure = get()
             in_flight -= 1
-            if error is None:
+            if failure is None:
                 record_ns(histogram, answered - sent_ns[slot])
             else:
-                self._slot.fail(error)
+                watch.failed(failure, sent_ns[slot])
             if budget.take():
                 sent_ns[slot] = clock()
                 self._submit(slot)
                 in_flight += 1
-        return _collect([self._slot], started_ns, started_at)
+        return _collect([self._slot], watch, started_ns, started_at)
