@@ -48,8 +48,11 @@ def test_resolve_cpus() -> None:
     allowed = runtime.allowed_cpus()
     assert runtime.resolve_cpus(None) is None
     assert runtime.resolve_cpus(str(allowed[0])) == [allowed[0]]
-    with pytest.raises(UsageError, match="not available to this process"):
+    # Beyond the host's CPUs when this process may use them all.
+    with pytest.raises(UsageError, match=r"not available to this process|beyond this host's CPUs"):
         runtime.resolve_cpus(str(max(allowed) + 1))
+    with pytest.raises(UsageError, match="CPU 2000000000 in '0-2000000000' beyond this host's"):
+        runtime.resolve_cpus("0-2000000000")
     with pytest.raises(UsageError, match="--cpus: bad CPU"):
         runtime.resolve_cpus("zero")
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from lowlatency_service.bench_args import non_negative_int, payload_bytes, positive_int
+from lowlatency_service.bench_args import (
+    non_negative_int,
+    output_path,
+    payload_bytes,
+    positive_int,
+)
 
 
 def concurrency_list(text: str) -> list[int]:
@@ -53,8 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="request payload size in bytes (default %(default)s)",
     )
-    parser.add_argument("--json", metavar="FILE", help="write every run and the medians as JSON")
-    parser.add_argument("--plot", metavar="FILE.png", help="write a latency-by-percentile plot")
+    parser.add_argument(
+        "--json", type=output_path, metavar="FILE", help="write every run and the medians as JSON"
+    )
+    parser.add_argument(
+        "--plot", type=output_path, metavar="FILE.png", help="write a latency-by-percentile plot"
+    )
     parser.add_argument(
         "--cpus-server",
         metavar="LIST",

@@ -67,8 +67,12 @@ class Measure:
         return asdict(self)
 
 
-def parse_cpulist(text: str) -> list[int]:
-    """Parse a Linux cpulist such as "0-2,5" into sorted CPU ids (ValueError when malformed)."""
+def parse_cpulist(text: str, limit: int | None = None) -> list[int]:
+    """Parse a Linux cpulist such as "0-2,5" into sorted CPU ids (ValueError when malformed).
+
+    With ``limit``, ids from ``limit`` up are refused before any range is built,
+    so "0-2000000000" costs nothing.
+    """
     cpus: set[int] = set()
     if not text or not text.strip():
         raise ValueError("empty CPU list")
@@ -81,6 +85,8 @@ def parse_cpulist(text: str) -> list[int]:
             raise ValueError(f"bad CPU list item {part!r} in {text!r}") from None
         if low < 0 or high < low:
             raise ValueError(f"bad CPU range {part!r} in {text!r}")
+        if limit is not None and high >= limit:
+            raise ValueError(f"CPU {high} in {text!r} beyond this host's CPUs 0-{limit - 1}")
         cpus.update(range(low, high + 1))
     return sorted(cpus)
 
@@ -105,7 +111,8 @@ def resolve_cpus(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        cpus = parse_cpulist(text)
+        # Configured CPUs, offline ones included (SMT siblings taken offline keep their ids).
+        cpus = parse_cpulist(text, limit=os.sysconf("SC_NPROCESSORS_CONF"))
     except ValueError as exc:
         raise UsageError(f"--cpus: {exc}") from None
     allowed = allowed_cpus()
