@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,20 +213,33 @@ def test_unreachable_target_exits_3_with_one_line(
     target = f"127.0.0.1:{closed_port()}"
     out = tmp_path / "unreachable.json"
     args = build_parser().parse_args(
-        ["bench", "--target", target, "--requests", "1", "--json", str(out)]
+        ["bench", "--target", target, "--requests", "1", "--timeout", "0.3", "--json", str(out)]
     )
     assert bench.run(args) == 3
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == f"bench: target {target} unreachable: Connection refused\n"
+    message = f"target {target} unreachable: Connection refused (no connection within 0.3 s)"
+    assert captured.err == f"bench: {message}\n"
     assert load(out)["verdict"] == {
         "passed": False,
         "exit_code": 3,
         "outcome": "unreachable",
         "breaches": [],
         "errors_by_code": {},
-        "message": f"target {target} unreachable: Connection refused",
+        "message": message,
     }
+
+
+def test_console_script_closed_port_one_line_exit_3() -> None:
+    target = f"127.0.0.1:{closed_port()}"
+    cli = str(Path(sys.executable).with_name("lowlatency-service"))
+    argv = [cli, "bench", "--target", target, "--requests", "5", "--timeout", "0.3"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 3
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"bench: target {target} unreachable: ")
 
 
 @pytest.mark.parametrize("profile", ["default", "tuned"])
