@@ -336,7 +336,7 @@ def test_sigterm_shuts_down_gracefully(profile_args: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("cpus", "message"), [("0-x", "bad CPU list item"), ("4096", "not available to this process")]
+    ("cpus", "message"), [("0-x", "bad CPU list item"), ("4096", "beyond this host's CPUs")]
 )
 def test_cli_refuses_bad_cpus(cpus: str, message: str) -> None:
     result = subprocess.run(
