@@ -5,15 +5,15 @@
 """Where a network interface's IRQs and queues are, read from /sys and /proc.
 
 Every path is resolved under ``root`` so that tests can run on a fake tree.
-The irq role's re-apply script (roles/irq/files/lowlatency-irq-affinity.py)
-finds IRQs the same way; keep the two in step.
+The irq_affinity module and the irq role's re-apply script both run this file:
+the role copies it (and cpus.py) beside the script, so it imports nothing else.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 # Queue IRQ names as drivers register them: virtio0-input.0, eth0-TxRx-3,
 # i40e-eth0-TxRx-0, mlx5_comp2@pci:..., ens1f0-rx-1.
@@ -113,3 +113,53 @@ def spread(cpus: List[int], count: int) -> List[List[int]]:
     if len(cpus) >= count:
         return [cpus[index::count] for index in range(count)]
     return [[cpus[index % len(cpus)]] for index in range(count)]
+
+
+def interface_targets(
+    root: str,
+    interface: str,
+    names: Dict[int, str],
+    *,
+    cpus: List[int],
+    rps: Optional[List[int]],
+    xps: Union[List[int], str, None],
+    online: List[int],
+) -> List[Dict[str, Any]]:
+    """What one interface's files should hold: its IRQs' affinity, then RPS and XPS.
+
+    rps: CPUs for every receive queue, None to leave RPS alone. xps: CPUs for every
+    transmit queue, "spread" to deal the online CPUs over them, None to leave XPS alone.
+    Each target: {"path", "want" (CPU numbers), "notation" ("cpulist" or "mask"), "note",
+    "irq" (the interface_irqs entry, None for a queue file)}.
+    """
+    found: List[Dict[str, Any]] = []
+    for irq in interface_irqs(root, interface, names):
+        kind = "queue IRQ" if irq["queue"] else "IRQ"
+        found.append(
+            {
+                "path": "/proc/irq/%d/smp_affinity_list" % irq["irq"],
+                "want": cpus,
+                "notation": "cpulist",
+                "note": "%s %s %s" % (interface, kind, irq["name"]),
+                "irq": irq,
+            }
+        )
+    if rps is not None:
+        for queue in queues(root, interface, "rx"):
+            found.append(_steering(interface, queue, "rps_cpus", rps, "RPS"))
+    if xps is not None:
+        tx = queues(root, interface, "tx")
+        shares = spread(online, len(tx)) if xps == "spread" else [list(xps)] * len(tx)
+        for queue, share in zip(tx, shares):
+            found.append(_steering(interface, queue, "xps_cpus", share, "XPS"))
+    return found
+
+
+def _steering(interface: str, queue: str, name: str, want: List[int], kind: str) -> Dict[str, Any]:
+    return {
+        "path": "/sys/class/net/%s/queues/%s/%s" % (interface, queue, name),
+        "want": list(want),
+        "notation": "mask",
+        "note": "%s %s" % (interface, kind),
+        "irq": None,
+    }

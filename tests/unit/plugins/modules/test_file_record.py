@@ -27,7 +27,7 @@ def test_record_and_restore_existing_file(module_runner, tmp_path, state_dir):
 
     first = module_runner(file_record, args(state_dir, grub))
     assert first["changed"] is True
-    assert first["status"] == "recorded"
+    assert first["status"] == first["report"]["status"] == "applied"
     assert first["existed"] is True
     copy = first["copy"]
     assert Path(copy).read_text() == 'GRUB_CMDLINE_LINUX="quiet"\n'
@@ -37,7 +37,7 @@ def test_record_and_restore_existing_file(module_runner, tmp_path, state_dir):
     grub.chmod(0o644)
     second = module_runner(file_record, args(state_dir, grub))
     assert second["changed"] is False
-    assert second["status"] == "unchanged"
+    assert second["status"] == "applied"
     assert Path(copy).read_text() == 'GRUB_CMDLINE_LINUX="quiet"\n', (
         "a second run must keep the first copy"
     )
@@ -73,8 +73,13 @@ def test_absent_file_is_deleted_on_restore(module_runner, tmp_path, state_dir):
 def test_check_mode_records_nothing(module_runner, tmp_path, state_dir):
     target = tmp_path / "conf"
     target.write_text("x\n")
-    result = module_runner(file_record, args(state_dir, target, _ansible_check_mode=True))
+    result = module_runner(
+        file_record, args(state_dir, target, _ansible_check_mode=True, _ansible_diff=True)
+    )
     assert result["changed"] is True
+    assert result["status"] == "would_change"
+    assert result["diff"]["before"] == ""
+    assert result["diff"]["after"] == f"{target}: original of {target} recorded\n"
     assert not state_dir.exists()
 
 
@@ -84,11 +89,23 @@ def test_check_mode_restore_changes_nothing(module_runner, tmp_path, state_dir):
     module_runner(file_record, args(state_dir, target))
     target.write_text("after\n")
     result = module_runner(
-        file_record, args(state_dir, target, state="absent", _ansible_check_mode=True)
+        file_record,
+        args(state_dir, target, state="absent", _ansible_check_mode=True, _ansible_diff=True),
     )
     assert result["changed"] is True
+    assert result["status"] == result["report"]["status"] == "would_change"
+    assert (result["diff"]["before"], result["diff"]["after"]) == ("after\n", "before\n")
     assert target.read_text() == "after\n"
     assert (state_dir / "kernel.json").exists()
+
+
+def test_diff_of_restoring_a_file_that_did_not_exist(module_runner, tmp_path, state_dir):
+    target = tmp_path / "dropin.conf"
+    module_runner(file_record, args(state_dir, target))
+    target.write_text("[Service]\n")
+    result = module_runner(file_record, args(state_dir, target, state="absent", _ansible_diff=True))
+    assert result["status"] == "restored"
+    assert (result["diff"]["before"], result["diff"]["after"]) == ("[Service]\n", "")
 
 
 def test_restore_without_record_is_unchanged(module_runner, tmp_path, state_dir):
@@ -96,7 +113,7 @@ def test_restore_without_record_is_unchanged(module_runner, tmp_path, state_dir)
     target.write_text("mine\n")
     result = module_runner(file_record, args(state_dir, target, state="absent"))
     assert result["changed"] is False
-    assert result["report"]["status"] == "skipped"
+    assert result["status"] == result["report"]["status"] == "skipped"
     assert target.read_text() == "mine\n"
 
 
