@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Optional, Union
+from collections import namedtuple
+from typing import Dict, List, Optional, Union
 
 # Queue IRQ names as drivers register them: virtio0-input.0, eth0-TxRx-3,
 # i40e-eth0-TxRx-0, mlx5_comp2@pci:..., ens1f0-rx-1.
@@ -115,6 +116,11 @@ def spread(cpus: List[int], count: int) -> List[List[int]]:
     return [[cpus[index % len(cpus)]] for index in range(count)]
 
 
+# One file an interface's tuning writes: path, the CPUs it should hold, in which notation
+# ("cpulist" or "mask"), a note for the report, and the IRQ (an interface_irqs entry) or None.
+Target = namedtuple("Target", "path want notation note irq")
+
+
 def interface_targets(
     root: str,
     interface: str,
@@ -124,42 +130,27 @@ def interface_targets(
     rps: Optional[List[int]],
     xps: Union[List[int], str, None],
     online: List[int],
-) -> List[Dict[str, Any]]:
+) -> List[Target]:
     """What one interface's files should hold: its IRQs' affinity, then RPS and XPS.
 
     rps: CPUs for every receive queue, None to leave RPS alone. xps: CPUs for every
     transmit queue, "spread" to deal the online CPUs over them, None to leave XPS alone.
-    Each target: {"path", "want" (CPU numbers), "notation" ("cpulist" or "mask"), "note",
-    "irq" (the interface_irqs entry, None for a queue file)}.
     """
-    found: List[Dict[str, Any]] = []
+    found = []
     for irq in interface_irqs(root, interface, names):
-        kind = "queue IRQ" if irq["queue"] else "IRQ"
+        note = "%s %s %s" % (interface, "queue IRQ" if irq["queue"] else "IRQ", irq["name"])
         found.append(
-            {
-                "path": "/proc/irq/%d/smp_affinity_list" % irq["irq"],
-                "want": cpus,
-                "notation": "cpulist",
-                "note": "%s %s %s" % (interface, kind, irq["name"]),
-                "irq": irq,
-            }
+            Target("/proc/irq/%d/smp_affinity_list" % irq["irq"], cpus, "cpulist", note, irq)
         )
+    base = "/sys/class/net/%s/queues/" % interface
     if rps is not None:
         for queue in queues(root, interface, "rx"):
-            found.append(_steering(interface, queue, "rps_cpus", rps, "RPS"))
+            found.append(Target(base + queue + "/rps_cpus", rps, "mask", interface + " RPS", None))
     if xps is not None:
         tx = queues(root, interface, "tx")
         shares = spread(online, len(tx)) if xps == "spread" else [list(xps)] * len(tx)
         for queue, share in zip(tx, shares):
-            found.append(_steering(interface, queue, "xps_cpus", share, "XPS"))
+            found.append(
+                Target(base + queue + "/xps_cpus", share, "mask", interface + " XPS", None)
+            )
     return found
-
-
-def _steering(interface: str, queue: str, name: str, want: List[int], kind: str) -> Dict[str, Any]:
-    return {
-        "path": "/sys/class/net/%s/queues/%s/%s" % (interface, queue, name),
-        "want": list(want),
-        "notation": "mask",
-        "note": "%s %s" % (interface, kind),
-        "irq": None,
-    }

@@ -100,14 +100,8 @@ def report_entry(
     """One entry of a role's report (the modules' RV(report))."""
     if status not in STATUSES:
         raise ValueError("report status %r is not one of %s" % (status, ", ".join(STATUSES)))
-    return {
-        "setting": setting,
-        "expected": expected,
-        "actual": actual,
-        "status": status,
-        "reason": reason,
-        "pending_reboot": pending_reboot,
-    }
+    entry = dict(setting=setting, expected=expected, actual=actual, status=status)
+    return dict(entry, reason=reason, pending_reboot=pending_reboot)
 
 
 def text_diff(header: str, before: Optional[str], after: Optional[str]) -> Dict[str, str]:

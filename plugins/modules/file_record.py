@@ -105,16 +105,6 @@ reason:
   type: str
   returned: always
   sample: "restored /etc/default/grub from the copy taken on 2026-01-01T00:00:00Z"
-existed:
-  description: Whether the file existed when it was first recorded (C(null) with nothing recorded).
-  type: bool
-  returned: always
-  sample: true
-copy:
-  description: Path of the stored copy of the original, if the file existed.
-  type: str
-  returned: always
-  sample: /var/lib/lowlatency-tuning/files/kernel/3f1c2a9d0b6e7a51-grub
 report:
   description:
     - One record for the role's C(<role>_report) fact. Content is shown as C(sha256:<hex>)
@@ -203,8 +193,6 @@ class FileRecord:
         self.result: Dict[str, Any] = {
             "changed": False,
             "reason": "",
-            "existed": None,
-            "copy": None,
         }
 
     def finish(self, expected: Optional[str], status: str) -> Dict[str, Any]:
@@ -232,13 +220,10 @@ class FileRecord:
         entry = state.get("file", self.path)
         if entry:
             original = entry["original"]
-            result["existed"] = original["exists"]
-            result["copy"] = original.get("copy")
             result["reason"] = "recorded on %s" % entry.get("recorded", "an earlier run")
             return self.finish(original.get("sha256"), "applied")
         info = self.stat_regular()
         result["changed"] = True
-        result["existed"] = info is not None
         if info is None:
             original: Dict[str, Any] = {"exists": False}
             result["reason"] = "%s does not exist: restoring will delete it" % self.path
@@ -254,7 +239,6 @@ class FileRecord:
                 "uid": info.st_uid,
                 "gid": info.st_gid,
             }
-            result["copy"] = copy
             result["reason"] = "original of %s recorded" % self.path
             if not self.module.check_mode:
                 os.makedirs(self.copy_dir, mode=0o700, exist_ok=True)
@@ -277,8 +261,6 @@ class FileRecord:
             )
             return self.finish(checksum(self.path), "skipped")
         original = entry["original"]
-        result["existed"] = original["exists"]
-        result["copy"] = original.get("copy")
         result["changed"] = True
         differs = checksum(self.path) != original.get("sha256")
         if self.module._diff:

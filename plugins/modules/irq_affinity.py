@@ -128,17 +128,6 @@ irqs:
       before: "2"
       actual: "0-1"
       effective: "0"
-      status: applied
-      reason: ""
-refused:
-  description: IRQs the kernel refused to move, with the reason.
-  type: list
-  elements: dict
-  returned: always
-  sample:
-    - irq: 0
-      name: timer
-      reason: "the kernel refuses to move this IRQ: EIO (managed or per-CPU IRQ)"
 diff:
   description: With C(--diff), each file that changes (or would), before and after.
   type: list
@@ -237,7 +226,6 @@ class Pinner:
         self.report: List[Dict[str, Any]] = []
         self.diff: List[Dict[str, str]] = []
         self.irqs: List[Dict[str, Any]] = []
-        self.refused: List[Dict[str, Any]] = []
 
     def read(self, path: str) -> Optional[str]:
         try:
@@ -331,12 +319,8 @@ class Pinner:
                 "before": before,
                 "actual": entry["actual"],
                 "effective": effective,
-                "status": entry["status"],
-                "reason": entry["reason"],
             }
         )
-        if entry["status"] == "skipped" and before is not None:
-            self.refused.append({"irq": irq["irq"], "name": irq["name"], "reason": entry["reason"]})
 
     def present(self) -> None:
         params = self.module.params
@@ -364,7 +348,7 @@ class Pinner:
                 xps=xps if xps in (None, "spread") else parse_cpulist(xps, allow_empty=True),
                 online=online,
             )
-            if not any(target["irq"] for target in targets):
+            if not any(target.irq for target in targets):
                 self.add(
                     "/sys/class/net/%s/device/msi_irqs" % interface,
                     format_cpulist(cpus),
@@ -372,13 +356,12 @@ class Pinner:
                     "%s has no IRQs of its own (virtual device, or no MSI)" % interface,
                 )
             for target in targets:
-                want = set(target["want"])
-                if target["irq"]:
-                    nic_irqs.add(target["irq"]["irq"])
-                    irq = dict(target["irq"], interface=interface)
-                    self.pin_irq(irq, want, target["note"], subset=False)
+                if target.irq:
+                    nic_irqs.add(target.irq["irq"])
+                    irq = dict(target.irq, interface=interface)
+                    self.pin_irq(irq, set(target.want), target.note, subset=False)
                 else:
-                    self.put(target["path"], want, target["notation"], target["note"])
+                    self.put(target.path, set(target.want), target.notation, target.note)
         if params["other_irqs"]:
             other = set(parse_cpulist(params["other_cpus"]))
             self.put(DEFAULT_AFFINITY, other, "mask", "IRQs requested from now on")
@@ -477,7 +460,7 @@ def run_module() -> None:
             pinner.absent()
     except (StateError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    result = {"irqs": pinner.irqs, "refused": pinner.refused, "report": pinner.report}
+    result = {"irqs": pinner.irqs, "report": pinner.report}
     if module._diff:
         result["diff"] = pinner.diff
     module.exit_json(changed=pinner.changed, **result)

@@ -94,18 +94,14 @@ options:
     type: path
     default: /var/lib/lowlatency-tuning
 notes:
-  - Supports check mode; it predicts the changes, the pending reboots and the commands.
   - Only the variables of the default entry are read; hand-written menu entries are left alone.
 attributes:
   check_mode:
-    description: Can run in check mode and predict the changes without modifying the target.
     support: full
     details: Predicts the changes, the commands and the pending reboots; writes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode).
     support: full
   platform:
-    description: Target OS/families that can be operated against.
     support: N/A
     platforms: posix
 """

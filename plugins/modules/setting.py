@@ -108,13 +108,6 @@ EXAMPLES = r"""
     compare: bracketed
     owner: hugepages
 
-- name: Keep unbound workqueues on housekeeping CPUs
-  lowlatency.tuning.setting:
-    path: /sys/devices/virtual/workqueue/cpumask
-    value: "{{ cpu_layout_result.housekeeping_mask }}"
-    compare: mask
-    owner: kernel
-
 - name: Put the original value back and forget it
   lowlatency.tuning.setting:
     path: /proc/sys/kernel/numa_balancing
@@ -139,16 +132,6 @@ original:
   type: str
   returned: always
   sample: "1"
-actual:
-  description: The value read back after the run (C(null) when the knob is absent or unreadable).
-  type: str
-  returned: always
-  sample: "0"
-expected:
-  description: The value the knob should have after the run (O(value), or the original on restore).
-  type: str
-  returned: always
-  sample: "0"
 report:
   description:
     - One record for the role's C(<role>_report) fact; its status is RV(status).
@@ -159,10 +142,10 @@ report:
       description: The knob's path.
       type: str
     expected:
-      description: As RV(expected).
+      description: What the knob should hold after the run (O(value), or the original on restore).
       type: str
     actual:
-      description: As RV(actual).
+      description: The value read back (C(null) when the knob is absent or unreadable).
       type: str
     status:
       description: As RV(status).
@@ -274,25 +257,25 @@ class Knob:
             "changed": False,
             "reason": "",
             "original": None,
-            "actual": None,
-            "expected": None,
         }
+        self.expected: Optional[str] = None
+        self.actual: Optional[str] = None
 
     def finish(self, status: str, reason: str = "") -> Dict[str, Any]:
         result = self.result
         result["status"] = status
         result["reason"] = reason or self.note
         result["report"] = report_entry(
-            self.path, result["expected"], result["actual"], status, reason=result["reason"]
+            self.path, self.expected, self.actual, status, reason=result["reason"]
         )
         if self.module._diff:
-            after = result["expected"] if status == "would_change" else result["actual"]
+            after = self.expected if status == "would_change" else self.actual
             result["diff"] = text_diff(self.path, self.before, after)
         return result
 
     def skip(self, reason: str) -> Dict[str, Any]:
         self.result["changed"] = False
-        self.result["actual"] = self.before
+        self.actual = self.before
         return self.finish("skipped", reason)
 
     def read(self) -> Tuple[Optional[str], Optional[str]]:
@@ -315,7 +298,7 @@ class Knob:
     def present(self, state: RoleState) -> Dict[str, Any]:
         value = self.module.params["value"]
         result = self.result
-        result["expected"] = value
+        self.expected = value
         if self.compare != "exact":
             try:
                 normalize(value, self.compare)
@@ -326,7 +309,7 @@ class Knob:
         current, why = self.read()
         if current is None:
             return self.skip(why)
-        self.before = result["actual"] = current
+        self.before = self.actual = current
         entry = state.get("setting", self.path)
         original = entry["original"] if entry else writable_form(current, self.compare)
         result["original"] = original
@@ -364,7 +347,7 @@ class Knob:
             return self.skip(refused)
         self.result["changed"] = True
         after, why = self.read()
-        self.result["actual"] = after
+        self.actual = after
         if after is None or not same(after, value, self.compare):
             return self.finish(
                 "drifted", why or "wrote %r but the kernel reads back %r" % (value, after)
@@ -375,15 +358,15 @@ class Knob:
         result = self.result
         entry = state.get("setting", self.path)
         current, why = self.read()
-        self.before = result["actual"] = current
+        self.before = self.actual = current
         if entry is None:
-            result["expected"] = current
+            self.expected = current
             return self.finish(
                 "skipped", "nothing recorded for %s by %s: left as it is" % (self.path, self.owner)
             )
         original = entry["original"]
         compare = entry.get("compare", self.compare)
-        result["original"] = result["expected"] = original
+        result["original"] = self.expected = original
         if current is None:
             return self.skip("%s; the record of the original (%r) is kept" % (why, original))
         result["changed"] = True
@@ -395,7 +378,7 @@ class Knob:
                 result["changed"] = False
                 return self.skip("%s; the record of the original is kept" % refused)
             after, why = self.read()
-            result["actual"] = after
+            self.actual = after
             if after is None or not same(after, original, compare):
                 state.forget("setting", self.path)
                 state.save()

@@ -29,16 +29,16 @@ import sys
 import time
 
 from cpus import cpus_to_mask, format_cpulist, parse_cpulist, parse_mask
-from irq import interface_exists, interface_targets, irq_names, under
+from irq import Target, interface_exists, interface_targets, irq_names, under
 
 CONFIG = "/etc/lowlatency-tuning/irq-affinity.json"
 LINK_RE = re.compile(r"^(?:Deleted )?\d+: ([^:@\s]+)[@:]")
 SETTLE_SECONDS = 0.5
 
 
-def put(root: str, target: dict) -> str | None:
+def put(root: str, target: Target) -> str | None:
     """Write the target's CPUs unless its file holds them. Returns what happened, or None."""
-    path, want, notation = target["path"], target["want"], target["notation"]
+    path, want, notation = target.path, target.want, target.notation
     real = under(root, path)
     try:
         with open(real, encoding="utf-8") as handle:

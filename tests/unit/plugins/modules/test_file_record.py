@@ -19,6 +19,11 @@ def args(state_dir, path, **extra):
     return base
 
 
+def record_of(state_dir, path):
+    entries = json.loads((state_dir / "kernel.json").read_text())["entries"]
+    return entries["file"][str(path)]["original"]
+
+
 def test_record_and_restore_existing_file(module_runner, tmp_path, state_dir):
     grub = tmp_path / "etc/default/grub"
     grub.parent.mkdir(parents=True)
@@ -28,8 +33,7 @@ def test_record_and_restore_existing_file(module_runner, tmp_path, state_dir):
     first = module_runner(file_record, args(state_dir, grub))
     assert first["changed"] is True
     assert first["status"] == first["report"]["status"] == "applied"
-    assert first["existed"] is True
-    copy = first["copy"]
+    copy = record_of(state_dir, grub)["copy"]
     assert Path(copy).read_text() == 'GRUB_CMDLINE_LINUX="quiet"\n'
     assert os.stat(copy).st_mode & 0o777 == 0o600
 
@@ -58,7 +62,6 @@ def test_absent_file_is_deleted_on_restore(module_runner, tmp_path, state_dir):
     dropin = tmp_path / "etc/systemd/system/irqbalance.service.d/50-lowlatency.conf"
     recorded = module_runner(file_record, args(state_dir, dropin))
     assert recorded["changed"] is True
-    assert recorded["existed"] is False
     entry = json.loads((state_dir / "kernel.json").read_text())["entries"]["file"][str(dropin)]
     assert entry["original"] == {"exists": False}
 
@@ -131,7 +134,8 @@ def test_settings_and_files_share_one_record(module_runner, tmp_path, state_dir)
 def test_missing_copy_fails_and_keeps_record(module_runner, tmp_path, state_dir):
     target = tmp_path / "conf"
     target.write_text("x")
-    copy = module_runner(file_record, args(state_dir, target))["copy"]
+    module_runner(file_record, args(state_dir, target))
+    copy = record_of(state_dir, target)["copy"]
     os.unlink(copy)
     result = module_runner(file_record, args(state_dir, target, state="absent"))
     assert result["failed"] is True
