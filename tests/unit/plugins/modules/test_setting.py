@@ -10,6 +10,7 @@ from ansible_collections.lowlatency.tuning.plugins.modules import setting
 SWAPPINESS = "/proc/sys/vm/swappiness"
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 WQ_MASK = "/sys/devices/virtual/workqueue/cpumask"
+CHECK_DIFF = {"_ansible_check_mode": True, "_ansible_diff": True}
 
 
 @pytest.fixture
@@ -95,15 +96,7 @@ def test_original_is_never_overwritten(module_runner, tree, state_dir):
 def test_check_mode_says_would_change_with_a_diff(module_runner, tree, state_dir):
     result = module_runner(
         setting,
-        args(
-            tree,
-            state_dir,
-            path=SWAPPINESS,
-            value="10",
-            reason="less swapping",
-            _ansible_check_mode=True,
-            _ansible_diff=True,
-        ),
+        args(tree, state_dir, path=SWAPPINESS, value="10", reason="less swapping", **CHECK_DIFF),
     )
     assert result["changed"] is True
     assert result["status"] == result["report"]["status"] == "would_change"
@@ -122,15 +115,7 @@ def test_check_mode_says_would_change_with_a_diff(module_runner, tree, state_dir
 def test_check_mode_predicts_unchanged(module_runner, tree, state_dir):
     result = module_runner(
         setting,
-        args(
-            tree,
-            state_dir,
-            path=SWAPPINESS,
-            value="60",
-            compare="int",
-            _ansible_check_mode=True,
-            _ansible_diff=True,
-        ),
+        args(tree, state_dir, path=SWAPPINESS, value="60", compare="int", **CHECK_DIFF),
     )
     assert result["changed"] is False
     assert result["status"] == "applied"
@@ -250,14 +235,7 @@ def test_restore_check_mode_keeps_record(module_runner, tree, state_dir):
     module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
     result = module_runner(
         setting,
-        args(
-            tree,
-            state_dir,
-            path=SWAPPINESS,
-            state="absent",
-            _ansible_check_mode=True,
-            _ansible_diff=True,
-        ),
+        args(tree, state_dir, path=SWAPPINESS, state="absent", **CHECK_DIFF),
     )
     assert result["changed"] is True
     assert result["status"] == "would_change"
