@@ -153,7 +153,7 @@ report:
       type: str
     status:
       description:
-        - V(applied) (read back in effect), V(would_change) (check mode: the file differs),
+        - V(applied) (read back in effect), V(would_change) (in check mode, the file differs),
           V(drifted) (written but the kernel reads back something else),
           V(skipped) (refused or missing, see the reason) or V(restored).
       type: str

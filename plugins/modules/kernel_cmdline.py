@@ -97,11 +97,14 @@ notes:
   - Only the variables of the default entry are read; hand-written menu entries are left alone.
 attributes:
   check_mode:
+    description: Can run in check mode and predict the changes without modifying the target.
     support: full
     details: Predicts the changes, the commands and the pending reboots; writes nothing.
   diff_mode:
+    description: Returns what has changed (or would change in check mode).
     support: full
   platform:
+    description: Target OS/families that can be operated against.
     support: N/A
     platforms: posix
 """

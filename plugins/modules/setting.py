@@ -127,6 +127,15 @@ status:
   type: str
   returned: always
   sample: applied
+reason:
+  description: Why the status is what it is; empty when there is nothing to add.
+  type: str
+  returned: always
+  sample: "absent on this host: /sys/kernel/mm/ksm/run"
+diff:
+  description: With C(--diff), the value before and after (predicted in check mode).
+  type: dict
+  returned: when diff mode is on
 original:
   description: The value recorded as the original (or the value found, when nothing is recorded).
   type: str
