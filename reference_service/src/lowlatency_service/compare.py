@@ -116,16 +116,11 @@ def pinning_for(
     At concurrency 1, tuned and the raw floor share the server's core while
     idle states are left as they are: a wake-up on a core that is already
     awake costs nothing, where every cross-core wake-up of an idle vCPU
-    costs tens of µs (MEASUREMENTS.md: 305-312 µs p50 and 513-534 µs p99.9
-    on one core against 325 µs and 1,100 µs on two). With the idle-state
-    latency held at 0 (dma0) that cost is gone and the two sides run in
-    parallel on different cores (181 µs p50, 354 µs p99.9). Under load the
-    server gets the client's cores too (one worker thread per core): at c16
-    on the 2-core development VM with a busy neighbour, 1.2-1.4x the
-    throughput and a shorter tail than a server held to its own core, which
-    the neighbour then stalls; on a quiet host the two gave the same
-    throughput (2,921 vs 2,902 req/s, 2026-12-03), and sharing every CPU
-    between both sides gave less (2,156).
+    costs tens of µs. With the idle-state latency held at 0 (dma0) that cost
+    is gone and the two sides run in parallel on different cores. Under load
+    the server gets the client's cores too (one worker thread per core):
+    placement then barely matters, and sharing every CPU between both sides
+    gives less (docs/reference-service-performance.md, "Pinning in compare").
     """
     if kind == "default":
         return Pinning(None, None)
