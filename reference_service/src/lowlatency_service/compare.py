@@ -400,6 +400,14 @@ def _default_cpus() -> tuple[str, str]:
     return str(allowed[0]), str(allowed[1] if len(allowed) > 1 else allowed[0])
 
 
+def _cpus(flag: str, text: str) -> str:
+    """A validated cpulist; the message of a bad one names compare's own flag."""
+    try:
+        return runtime.format_cpulist(runtime.resolve_cpus(text) or [])
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("--cpus", flag, 1)) from None
+
+
 def _write(path: str, write: Callable[[str], None]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write(path)
@@ -509,8 +517,8 @@ def _json_report(
 
 def run(args: argparse.Namespace) -> int:
     default_server, default_client = _default_cpus()
-    server_cpus = runtime.format_cpulist(runtime.resolve_cpus(args.cpus_server or default_server))
-    client_cpus = runtime.format_cpulist(runtime.resolve_cpus(args.cpus_client or default_client))
+    server_cpus = _cpus("--cpus-server", args.cpus_server or default_server)
+    client_cpus = _cpus("--cpus-client", args.cpus_client or default_client)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("--plot needs matplotlib: pip install 'lowlatency-service[plot]'")
     dma_zero_too, dma_note = _dma_cases(args)
