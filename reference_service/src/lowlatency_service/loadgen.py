@@ -207,7 +207,7 @@ class _Watch:
         self.lost_ns = None
 
     def failed_count(self) -> int:
-        return self.errors.total() + self.in_flight.total() + self.refused.total()
+        return sum(self.errors.values()) + sum(self.in_flight.values()) + sum(self.refused.values())
 
     def collect(self, started_at: float) -> tuple[dict[str, int], Lost | None]:
         with self._lock:
@@ -220,7 +220,7 @@ class _Watch:
                 after_s=round(after_s, 3),
                 at=started_at + after_s,
                 in_flight_by_code=dict(self.in_flight),
-                refused=self.refused.total(),
+                refused=sum(self.refused.values()),
                 refused_by_code=dict(self.refused),
             )
             return dict(self.errors + self.in_flight), lost
