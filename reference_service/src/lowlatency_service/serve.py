@@ -20,20 +20,30 @@ threads (sized from ``cpus``), and for ``tuned`` a self warm-up followed by
 
 Behaviour: ``Echo`` runs ``work_iterations`` rounds of a 64-bit LCG seeded
 with ``request_id`` (result in ``work_result``); a payload over 1 KiB or more
-than ``MAX_WORK_ITERATIONS`` rounds is INVALID_ARGUMENT. In chain mode
+than ``MAX_WORK_ITERATIONS`` rounds is INVALID_ARGUMENT, and so is a body
+that is no ``EchoRequest``: the handler receives the raw bytes and parses them
+itself, because grpcio's own parse failure (INTERNAL) leaves its per-call
+state behind (about 18 KB per call) and logs a traceback each time. Such
+requests are logged as a count at most once per ``INVALID_LOG_INTERVAL_S``. In chain mode
 (``downstream``) the request is forwarded over one long-lived channel before
 the reply, ``hops`` counts the instances passed, and a downstream failure
 returns the downstream's status (UNAVAILABLE when it cannot be reached).
 More than ``max_concurrent_rpcs`` RPCs in flight are refused with
-RESOURCE_EXHAUSTED. Health (``grpc.health.v1``) reports SERVING for "" and
-the service until shutdown begins, then NOT_SERVING; reflection is on.
+RESOURCE_EXHAUSTED; an Echo call stops counting when its handler returns,
+before its reply is sent (``SlotExecutor``), so a client that never has more
+than that many calls outstanding is never refused. Health (``grpc.health.v1``)
+reports SERVING for "" and the service until shutdown begins, then
+NOT_SERVING; reflection is on.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
+import socket
+import sys
 import threading
 import time
 from concurrent import futures
@@ -43,13 +53,13 @@ from typing import NoReturn
 from wsgiref.simple_server import WSGIServer
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from lowlatency_service import runtime
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
-from lowlatency_service.errors import UsageError
 
 log = logging.getLogger("lowlatency_service.serve")
 
@@ -58,6 +68,8 @@ MAX_PAYLOAD_BYTES = 1024
 # About 0.1 s of handler time: a benchmark knob, not a way to occupy the server.
 MAX_WORK_ITERATIONS = 1_000_000
 WARMUP_REQUESTS = 500
+# Requests that do not parse are counted and logged at most this often.
+INVALID_LOG_INTERVAL_S = 60.0
 DOWNSTREAM_CONNECT_TIMEOUT_S = 2.0
 
 _MASK64 = (1 << 64) - 1
@@ -132,8 +144,78 @@ def downstream_status(code: grpc.StatusCode) -> grpc.StatusCode:
     return grpc.StatusCode.UNAVAILABLE if code == grpc.StatusCode.UNIMPLEMENTED else code
 
 
-class LatencyServicer(latency_pb2_grpc.LatencyServiceServicer):
-    """Echo with deterministic work; no logging or locking on the request path."""
+class InvalidRequestLog:
+    """Counts requests whose body does not parse; logs the count, never each request.
+
+    The first one is logged at once, later ones as one line per
+    ``interval`` s, so a flood of garbage costs a few log lines, not a
+    traceback per request.
+    """
+
+    def __init__(self, interval: float = INVALID_LOG_INTERVAL_S) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()  # error path only
+        self._pending = 0
+        self._next_log = 0.0
+
+    def count(self, problem: str) -> None:
+        with self._lock:
+            self._pending += 1
+            now = time.monotonic()
+            if now < self._next_log:
+                return
+            pending, self._pending = self._pending, 0
+            self._next_log = now + self._interval
+        log.warning(
+            "%d request(s) with an unparsable body answered INVALID_ARGUMENT (latest: %s); "
+            "next count in %.0f s at the earliest",
+            pending,
+            problem,
+            self._interval,
+        )
+
+
+_slot = threading.local()
+
+
+class SlotExecutor(futures.ThreadPoolExecutor):
+    """The handler pool, with an RPC's concurrency slot freed when its handler returns.
+
+    grpcio counts an RPC against ``maximum_concurrent_rpcs`` until the
+    future that ``submit`` returns is done. A plain pool finishes that future
+    only after the reply is sent and the worker thread gets the GIL back, so a
+    closed-loop client's next request can find its previous call still
+    counted and be refused within the limit. Here ``submit`` returns a
+    separate future that :func:`release_slot` (called by the Echo handler
+    just before it returns) or else the end of the task finishes.
+    """
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN002, ANN003, ANN201
+        slot: futures.Future[None] = futures.Future()
+
+        def run() -> None:
+            _slot.future = slot
+            try:
+                fn(*args, **kwargs)
+            finally:
+                _slot.future = None
+                if not slot.done():
+                    slot.set_result(None)
+
+        super().submit(run)
+        return slot
+
+
+def release_slot() -> None:
+    """Free the calling handler's concurrency slot (see SlotExecutor); idempotent."""
+    slot = getattr(_slot, "future", None)
+    if slot is not None and not slot.done():
+        slot.set_result(None)
+
+
+class LatencyServicer:
+    """Echo with deterministic work on the raw request bytes; no logging or locking on the
+    request path."""
 
     def __init__(self, downstream_target: str | None, channel: grpc.Channel | None) -> None:
         self._downstream_target = downstream_target
@@ -141,18 +223,28 @@ class LatencyServicer(latency_pb2_grpc.LatencyServiceServicer):
             latency_pb2_grpc.LatencyServiceStub(channel).Echo if channel is not None else None
         )
         self.metrics: Metrics | None = None  # set after warm-up so it does not count
+        self.invalid = InvalidRequestLog()
+
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        """The service's methods, bytes in and bytes out (no grpcio (de)serializers)."""
+        return {"Echo": grpc.unary_unary_rpc_method_handler(self.Echo)}
 
     def _fail(
         self, context: grpc.ServicerContext, start: float, code: grpc.StatusCode, details: str
     ) -> NoReturn:
         if self.metrics is not None:
             self.metrics.error(time.perf_counter() - start, code)
+        release_slot()
         context.abort(code, details)  # raises, ending the RPC with this status
 
-    def Echo(  # the name is fixed by the proto
-        self, request: latency_pb2.EchoRequest, context: grpc.ServicerContext
-    ) -> latency_pb2.EchoReply:
+    def Echo(self, body: bytes, context: grpc.ServicerContext) -> bytes:  # the proto's name
         start = time.perf_counter()
+        try:
+            request = latency_pb2.EchoRequest.FromString(body)
+        except DecodeError as exc:
+            problem = f"request body ({len(body)} bytes) is not a lowlatency.v1.EchoRequest: {exc}"
+            self.invalid.count(problem)
+            self._fail(context, start, grpc.StatusCode.INVALID_ARGUMENT, problem)
         if len(request.payload) > MAX_PAYLOAD_BYTES:
             self._fail(
                 context,
@@ -185,9 +277,10 @@ class LatencyServicer(latency_pb2_grpc.LatencyServiceServicer):
             work_result=result,
             hops=hops,
             payload=request.payload,
-        )
+        ).SerializeToString()
         if self.metrics is not None:
             self.metrics.ok(time.perf_counter() - start)
+        release_slot()
         return reply
 
 
@@ -205,7 +298,7 @@ class RunningServer:
     uds: str | None = None
     _downstream_channel: grpc.Channel | None = None
     _metrics_httpd: WSGIServer | None = None
-    _executor: futures.ThreadPoolExecutor | None = None
+    _executor: SlotExecutor | None = None
     _stopped: bool = field(default=False, init=False)
 
     def enter_graceful_shutdown(self) -> None:
@@ -232,6 +325,23 @@ def _bind_address(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another socket listens on host:port (a plain bind gets EADDRINUSE).
+
+    Asked before grpcio binds, because grpcio says no more than "Failed to
+    bind" and gRPC core logs an error line of its own. The probe sets no
+    SO_REUSEPORT, like the server; SO_REUSEADDR so TIME_WAIT does not count.
+    """
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def _connect_downstream(target: str, profile: str) -> grpc.Channel:
@@ -280,18 +390,24 @@ def start_server(
     channel = _connect_downstream(downstream, profile) if downstream else None
     servicer = LatencyServicer(downstream, channel)
     health_servicer = health.HealthServicer()
-    executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="echo")
+    executor = SlotExecutor(max_workers=workers, thread_name_prefix="echo")
     server = grpc.server(
         executor,
         options=runtime.server_options(profile),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
-    latency_pb2_grpc.add_LatencyServiceServicer_to_server(servicer, server)
+    handlers = servicer.method_handlers()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     bind = _bind_address(host, port)
+    if port and port_in_use(host, port):
+        if channel is not None:
+            channel.close()
+        raise OSError(f"cannot listen on {bind}: port {port} is in use")
     try:
         bound = server.add_insecure_port(bind)
         if uds is not None:
@@ -299,7 +415,8 @@ def start_server(
     except RuntimeError as exc:  # grpcio raises here when the bind fails
         if channel is not None:
             channel.close()
-        raise OSError(f"cannot listen on {bind if uds is None else bind + ' / ' + uds}") from exc
+        where = bind if uds is None else f"{bind} or unix:{uds}"
+        raise OSError(f"cannot listen on {where}") from exc
     address = _bind_address(host, bound)
     server.start()
 
@@ -345,7 +462,9 @@ def run(args: argparse.Namespace) -> int:
             uds=args.uds,
         )
     except OSError as exc:
-        raise UsageError(str(exc)) from exc
+        # One line, no usage text: the arguments were fine, the port is not.
+        print(f"lowlatency-service serve: {exc}", file=sys.stderr, flush=True)
+        return 2
 
     stop_requested = threading.Event()
 
