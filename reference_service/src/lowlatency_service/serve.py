@@ -34,6 +34,17 @@ before its reply is sent (``SlotExecutor``), so a client that never has more
 than that many calls outstanding is never refused. Health (``grpc.health.v1``)
 reports SERVING for "" and the service until shutdown begins, then
 NOT_SERVING; reflection is on.
+
+Clients that stop mid-request: grpcio gives a call a handler thread when
+its HEADERS arrive and the thread waits there for the request message. A
+reset connection ends that wait as soon as gRPC core reads the reset; a peer
+that stays connected but sends nothing holds the thread until the call's own
+deadline (grpc-timeout), until keepalive finds the peer dead (tuned: ping
+after 20 s idle, 5 s to answer; default: gRPC's 2 h), or until shutdown. A
+connection that has not finished the HTTP/2 handshake is closed after
+``runtime.HANDSHAKE_TIMEOUT_MS``. An honest client sends HEADERS and the
+message together and never sees these limits; clients without a deadline
+should set one.
 """
 
 from __future__ import annotations
