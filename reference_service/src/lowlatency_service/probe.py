@@ -1,10 +1,10 @@
-"""Wait until the reference service answers its gRPC health check.
+"""``lowlatency-service probe``: wait until a service answers its gRPC health check.
 
-Run with the service's own virtual environment (it has grpcio and the health
-stubs). Prints one JSON object: ``status`` (the health status or the last
-error), ``waited_s`` and, with ``--pid``, ``listening``: the TCP addresses
+Prints one JSON object: ``status`` (the health status or the last error),
+``waited_s``, ``target`` and, with ``--pid``, ``listening``: the TCP addresses
 that process listens on (from /proc), so the caller can check that it binds
-only where it was told to. Exit status 1 when it is not SERVING in time.
+only where it was told to. Exit status 0 when SERVING, 1 when not in time.
+grpc is imported in run() only: cli.py imports this module to build its parser.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ import struct
 import sys
 import time
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+# State 0A of /proc/net/tcp is LISTEN.
+_LISTEN = "0A"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", required=True, help="HOST:PORT of the service")
+    parser.add_argument("--service", default="", help="service name to ask about ('' = the server)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
+    parser.add_argument("--pid", type=int, help="also list what this PID listens on")
 
 
 def socket_inodes(pid: int) -> set[str]:
@@ -35,6 +42,7 @@ def socket_inodes(pid: int) -> set[str]:
 
 
 def decode(address: str, family: int) -> str:
+    """HOST:PORT of a /proc/net/tcp{,6} address column."""
     host_hex, port_hex = address.split(":")
     raw = bytes.fromhex(host_hex)
     if family == socket.AF_INET:
@@ -59,40 +67,40 @@ def listening(pid: int) -> list[str]:
             continue
         for row in rows:
             fields = row.split()
-            # State 0A is LISTEN.
-            if fields[3] == "0A" and fields[9] in inodes:
+            if fields[3] == _LISTEN and fields[9] in inodes:
                 found.append(decode(fields[1], family))
     return sorted(set(found))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", required=True, help="HOST:PORT")
-    parser.add_argument("--service", default="", help="service name to ask about ('' = the server)")
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--pid", type=int)
-    args = parser.parse_args()
+def wait_serving(target: str, service: str, timeout: float) -> str:
+    """The health status once SERVING, else the last status or error after timeout seconds."""
+    import grpc  # noqa: PLC0415  # cli.py imports this module before the profile is applied
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
+
     started = time.monotonic()
-    status = "not checked"
-    with grpc.insecure_channel(args.target) as channel:
+    with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=2.0)
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2.0)
                 status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.RpcError as error:
                 status = f"{error.code().name}: {error.details()}"
-            if status == "SERVING" or time.monotonic() - started > args.timeout:
-                break
+            if status == "SERVING" or time.monotonic() - started > timeout:
+                return status
             time.sleep(0.5)
-    waited = round(time.monotonic() - started, 2)
-    result = {"status": status, "waited_s": waited, "target": args.target}
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    status = wait_serving(args.target, args.service, args.timeout)
+    result: dict[str, object] = {
+        "status": status,
+        "waited_s": round(time.monotonic() - started, 2),
+        "target": args.target,
+    }
     if args.pid:
         result["listening"] = listening(args.pid)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0 if status == "SERVING" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,7 @@
-# Copyright (c) lowlatency.tuning contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# SPDX-License-Identifier: GPL-3.0-or-later
-"""The reference_service role's helper scripts: the health probe and the direct starter."""
+"""``lowlatency-service probe`` and ``direct``: the role's health check and starter."""
 
-import importlib.util
+from __future__ import annotations
+
 import json
 import os
 import socket
@@ -12,18 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from lowlatency_service import probe, serve
 
-FILES = Path(__file__).resolve().parents[3] / "roles/reference_service/files"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, FILES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+CLI = [sys.executable, "-m", "lowlatency_service.cli"]
+ENV = {**os.environ, "PYTHONPATH": str(Path(probe.__file__).resolve().parents[1])}
 
 
-probe = load("service_probe")
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=60, check=False, env=ENV
+    )
 
 
 @pytest.mark.parametrize(
@@ -63,24 +59,16 @@ def test_listening_sees_only_this_process_sockets():
 
 
 def test_probe_reports_serving_from_a_real_server():
-    serve = pytest.importorskip("lowlatency_service.serve")
     server = serve.start_server("127.0.0.1", 0, "default")
     try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(FILES / "service_probe.py"),
-                "--target",
-                f"127.0.0.1:{server.port}",
-                "--timeout",
-                "20",
-                "--pid",
-                str(os.getpid()),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = cli(
+            "probe",
+            "--target",
+            f"127.0.0.1:{server.port}",
+            "--timeout",
+            "20",
+            "--pid",
+            str(os.getpid()),
         )
     finally:
         server.stop(0)
@@ -94,36 +82,12 @@ def test_probe_gives_up_on_a_closed_port():
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(FILES / "service_probe.py"),
-            "--target",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = cli("probe", "--target", f"127.0.0.1:{port}", "--timeout", "1")
     assert result.returncode == 1
     assert json.loads(result.stdout)["status"].startswith("UNAVAILABLE")
 
 
-def direct(*args):
-    result = subprocess.run(
-        [sys.executable, str(FILES / "direct_service.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return result
-
-
-def start_args(tmp_path):
+def start_options(tmp_path: Path) -> tuple[str, list[str]]:
     """The pidfile and the options every direct start of these tests gives."""
     pidfile = str(tmp_path / "svc.pid")
     log = str(tmp_path / "svc.log")
@@ -132,42 +96,51 @@ def start_args(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting as another user needs root")
 def test_direct_start_is_idempotent_replaces_on_new_arguments_and_stops(tmp_path):
-    pidfile, options = start_args(tmp_path)
+    pidfile, options = start_options(tmp_path)
     base = [*options, "--settle", "0.3"]
-    first = direct("start", *base, "--", "/bin/sleep", "60")
+    first = cli("direct", "start", *base, "--", "/bin/sleep", "60")
     assert first.returncode == 0, first.stderr
     started = json.loads(first.stdout)
     assert started["changed"] is True
     status = Path(f"/proc/{started['pid']}/status").read_text()
-    assert f"Uid:\t{65534}\t" in status
-    again = json.loads(direct("start", *base, "--", "/bin/sleep", "60").stdout)
+    assert "Uid:\t65534\t" in status
+    again = json.loads(cli("direct", "start", *base, "--", "/bin/sleep", "60").stdout)
     assert (again["changed"], again["pid"]) == (False, started["pid"])
-    other = json.loads(direct("start", *base, "--", "/bin/sleep", "61").stdout)
+    other = json.loads(cli("direct", "start", *base, "--", "/bin/sleep", "61").stdout)
     assert other["changed"] is True and other["pid"] != started["pid"]
-    assert json.loads(direct("status", "--pidfile", pidfile).stdout)["state"] == "running"
-    stopped = json.loads(direct("stop", "--pidfile", pidfile).stdout)
+    assert json.loads(cli("direct", "status", "--pidfile", pidfile).stdout)["state"] == "running"
+    stopped = json.loads(cli("direct", "stop", "--pidfile", pidfile).stdout)
     assert stopped["changed"] is True
     assert not Path(pidfile).exists()
-    assert json.loads(direct("stop", "--pidfile", pidfile).stdout)["changed"] is False
+    assert json.loads(cli("direct", "stop", "--pidfile", pidfile).stdout)["changed"] is False
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting as another user needs root")
 def test_direct_start_reports_a_process_that_exits_at_once(tmp_path):
-    pidfile, options = start_args(tmp_path)
-    result = direct(
-        "start",
-        *options,
-        "--",
-        "/bin/sh",
-        "-c",
-        "echo refused on purpose; exit 3",
+    pidfile, options = start_options(tmp_path)
+    # Options of the command after "--" belong to it, not to direct.
+    result = cli(
+        "direct", "start", *options, "--", "/bin/sh", "-c", "echo refused on purpose --port; exit 3"
     )
     assert result.returncode == 1
-    assert "refused on purpose" in json.loads(result.stderr)["msg"]
+    reply = json.loads(result.stdout)
+    assert reply["failed"] is True
+    assert "refused on purpose --port" in reply["msg"]
     assert not Path(pidfile).exists()
 
 
 def test_direct_start_needs_a_command():
-    result = direct("start", "--pidfile", "/nonexistent/x.pid")
+    result = cli(
+        "direct",
+        "start",
+        "--pidfile",
+        "/nonexistent/x.pid",
+        "--log",
+        "l",
+        "--user",
+        "u",
+        "--group",
+        "g",
+    )
     assert result.returncode == 2
-    assert "needs --log, --user, --group and the command" in result.stderr
+    assert "needs the command after --" in result.stderr
