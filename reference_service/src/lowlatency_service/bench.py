@@ -24,14 +24,15 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
-from lowlatency_service import gate, loadgen, runtime
+from lowlatency_service import gate, generic_call, loadgen, runtime
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
 from lowlatency_service.bench_args import make_parents
 from lowlatency_service.errors import UsageError
+from lowlatency_service.generic_call import RawCall
 from lowlatency_service.histogram import Summary, new_histogram, summarize, write_log
 from lowlatency_service.rawtcp import split_target
 from lowlatency_service.report import table
@@ -96,13 +97,26 @@ def _request(args: argparse.Namespace, request_id: int) -> latency_pb2.EchoReque
     )
 
 
-def _raw_echo(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable:
-    """Echo without (de)serializers: request and reply stay bytes.
+def raw_echo(args: argparse.Namespace) -> RawCall:
+    """The tuned Echo: one preserialized request, request_id 1."""
+    return RawCall(ECHO_METHOD, [_request(args, 1).SerializeToString()])
+
+
+def _raw_method(channel: grpc.Channel, raw: RawCall) -> grpc.UnaryUnaryMultiCallable:
+    """The method without (de)serializers: request and reply stay bytes.
 
     _registered_method=True is what the generated stubs pass: the method path
     is registered with the channel once instead of being looked up per call.
+    A non-OK status still raises (or reaches the future's code()), so every
+    reply's status is checked without parsing the reply.
     """
-    return channel.unary_unary(ECHO_METHOD, _registered_method=True)
+    return channel.unary_unary(raw.method, _registered_method=True)
+
+
+def _slot_requests(raw: RawCall, slot: int) -> Iterator[bytes]:
+    """The requests in turn, each slot starting at its own one (Echo: one request)."""
+    start = slot % len(raw.requests)
+    return itertools.cycle([*raw.requests[start:], *raw.requests[:start]])
 
 
 def _protobuf_calls(channel: grpc.Channel, args: argparse.Namespace) -> list[loadgen.Call]:
@@ -133,20 +147,21 @@ def _protobuf_calls(channel: grpc.Channel, args: argparse.Namespace) -> list[loa
     return [make(slot) for slot in range(args.concurrency)]
 
 
-def _raw_calls(channel: grpc.Channel, args: argparse.Namespace) -> list[loadgen.Call]:
-    """The tuned client: one preserialized request per slot, reply bytes not parsed.
+def _raw_calls(channel: grpc.Channel, args: argparse.Namespace, raw: RawCall) -> list[loadgen.Call]:
+    """The tuned and --call client: preserialized requests, reply bytes not parsed.
 
     Nothing is allocated per request on the Python side but gRPC's own
     objects; a failed call still raises, so errors are counted.
     """
-    echo = _raw_echo(channel)
+    method = _raw_method(channel, raw)
     timeout = args.timeout
+    metadata = raw.metadata
 
     def make(slot: int) -> loadgen.Call:
-        request = _request(args, slot + 1).SerializeToString()
+        requests = _slot_requests(raw, slot)
 
         def call() -> None:
-            echo(request, timeout=timeout)
+            method(next(requests), timeout=timeout, metadata=metadata)
 
         return call
 
@@ -154,17 +169,19 @@ def _raw_calls(channel: grpc.Channel, args: argparse.Namespace) -> list[loadgen.
 
 
 def _future_submit(
-    channel: grpc.Channel, args: argparse.Namespace
+    channel: grpc.Channel, args: argparse.Namespace, raw: RawCall | None
 ) -> Callable[[loadgen.Done], loadgen.Submit]:
-    """loadgen.Outstanding's bind: Echo.future plus a preallocated done callback per slot."""
-    if args.profile == "tuned":
-        echo = _raw_echo(channel)
-        requests: Sequence[object] = [
-            _request(args, slot + 1).SerializeToString() for slot in range(args.concurrency)
+    """loadgen.Outstanding's bind: method.future plus a preallocated done callback per slot."""
+    metadata = None
+    if raw is not None:
+        echo = _raw_method(channel, raw)
+        metadata = raw.metadata
+        requests: Sequence[Iterator[object]] = [
+            _slot_requests(raw, slot) for slot in range(args.concurrency)
         ]
     else:
         echo = latency_pb2_grpc.LatencyServiceStub(channel).Echo
-        requests = [_request(args, slot + 1) for slot in range(args.concurrency)]
+        requests = [itertools.repeat(_request(args, slot + 1)) for slot in range(args.concurrency)]
     timeout = args.timeout
     peer = args.target
 
@@ -183,7 +200,9 @@ def _future_submit(
         callbacks = [completed(slot) for slot in range(args.concurrency)]
 
         def submit(slot: int) -> None:
-            echo.future(requests[slot], timeout=timeout).add_done_callback(callbacks[slot])
+            echo.future(next(requests[slot]), timeout=timeout, metadata=metadata).add_done_callback(
+                callbacks[slot]
+            )
 
         return submit
 
@@ -222,14 +241,18 @@ class _ProgressLine:
 
 
 def _load(
-    channel: grpc.Channel, args: argparse.Namespace, plan: loadgen.Plan, progress: loadgen.Progress
+    channel: grpc.Channel,
+    args: argparse.Namespace,
+    raw: RawCall | None,
+    plan: loadgen.Plan,
+    progress: loadgen.Progress,
 ) -> loadgen.Outcome:
+    """One load run; ``raw`` is the preserialized call, None for the plain protobuf Echo."""
     failures = (grpc.RpcError, ReplyMismatch)
     model = client_model(args)
     if model == "futures":
-        return loadgen.Outstanding(plan, _future_submit(channel, args), progress).run()
-    make_calls = _raw_calls if args.profile == "tuned" else _protobuf_calls
-    calls = make_calls(channel, args)
+        return loadgen.Outstanding(plan, _future_submit(channel, args, raw), progress).run()
+    calls = _raw_calls(channel, args, raw) if raw is not None else _protobuf_calls(channel, args)
     classify = grpc_classify(args.target)
     if plan.rate is not None:
         return loadgen.run_open_loop(calls, plan, failures, progress, classify)
@@ -252,7 +275,12 @@ def _connect(args: argparse.Namespace) -> grpc.Channel:
     starting is waited for; the reason given is what a plain TCP connection
     to the target says.
     """
-    channel = grpc.insecure_channel(args.target, options=runtime.channel_options(args.profile))
+    options = [*runtime.channel_options(args.profile), *generic_call.tls_options(args)]
+    credentials = generic_call.credentials(args)
+    if credentials is None:
+        channel = grpc.insecure_channel(args.target, options=options)
+    else:
+        channel = grpc.secure_channel(args.target, credentials, options=options)
     try:
         grpc.channel_ready_future(channel).result(timeout=args.timeout)
     except grpc.FutureTimeoutError:
@@ -290,8 +318,21 @@ def _lost_dict(lost: loadgen.Lost, phase: str) -> dict[str, object]:
     }
 
 
+def _descriptor_source(args: argparse.Namespace) -> str | None:
+    if not args.call:
+        return None
+    return "protoset" if args.protoset else "proto" if args.proto else "reflection"
+
+
+def _tls_mode(args: argparse.Namespace) -> str:
+    if args.tls_cert:
+        return "mutual_tls"
+    return "tls" if generic_call.credentials_wanted(args) else "plaintext"
+
+
 def _result(
     args: argparse.Namespace,
+    raw: RawCall | None,
     summary: Summary,
     outcome: loadgen.Outcome,
     cost: dict[str, float],
@@ -312,8 +353,13 @@ def _result(
         mode="open" if args.rate is not None else "closed",
         rate=args.rate,
         warmup=args.warmup,
-        payload_bytes=args.payload_bytes,
-        work_iterations=args.work_iterations,
+        payload_bytes=None if args.call else args.payload_bytes,
+        work_iterations=None if args.call else args.work_iterations,
+        call=args.call,
+        descriptors=_descriptor_source(args),
+        request_messages=len(raw.requests) if raw is not None else 1,
+        metadata_keys=[key for key, _ in args.metadata or ()],
+        tls=_tls_mode(args),
         duration_s=round(outcome.elapsed_s, 3),
         up_s=round(outcome.up_s, 3),
         first_error=outcome.first_error,
@@ -334,10 +380,28 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--client-model futures is closed loop only; --rate uses threads")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("--plot needs matplotlib: pip install 'lowlatency-service[plot]'")
+    if not args.call:
+        given = [
+            flag
+            for flag, value in (
+                ("--protoset", args.protoset),
+                ("--proto", args.proto),
+                ("--data", args.data),
+                ("--data-file", args.data_file),
+                ("--metadata", args.metadata),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} need --call (Echo builds its own request)")
+    if args.import_path and not args.proto:
+        raise UsageError("--import-path is where --proto's imports are found; give --proto")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("mutual TLS needs both --tls-cert and --tls-key")
 
 
 def _measure(
-    channel: grpc.Channel, args: argparse.Namespace, label: str
+    channel: grpc.Channel, args: argparse.Namespace, raw: RawCall | None, label: str
 ) -> tuple[loadgen.Outcome, dict[str, float], str]:
     """Warm up, apply the after-warm-up measures, then the measured run and its client cost.
 
@@ -347,7 +411,7 @@ def _measure(
     progress = loadgen.Progress()
     if args.warmup:
         warmup = loadgen.Plan(args.concurrency, requests=args.warmup, rate=args.rate)
-        outcome = _load(channel, args, warmup, progress)
+        outcome = _load(channel, args, raw, warmup, progress)
         if outcome.lost is not None:
             outcome.histogram = new_histogram()
             outcome.uncorrected = None
@@ -357,9 +421,9 @@ def _measure(
     before = resource.getrusage(resource.RUSAGE_SELF)
     if sys.stderr.isatty():
         with _ProgressLine(progress, label):
-            outcome = _load(channel, args, plan, progress)
+            outcome = _load(channel, args, raw, plan, progress)
     else:
-        outcome = _load(channel, args, plan, progress)
+        outcome = _load(channel, args, raw, plan, progress)
     cost = client_cost(before, outcome.histogram.get_total_count() + outcome.errors)
     return outcome, cost, "measured"
 
@@ -425,17 +489,23 @@ def _loss_lines(outcome: loadgen.Outcome, phase: str) -> tuple[str, list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    pool = generic_call.local_pool(args) if args.call else None
     try:
         channel = _connect(args)
     except TargetUnreachable as exc:
         return _unreachable(args, str(exc))
     label = f"{args.profile} c{args.concurrency}"
     with channel:
-        outcome, cost, phase = _measure(channel, args, label)
+        if args.call:
+            raw: RawCall | None = generic_call.resolve(channel, args, pool)
+        else:
+            raw = raw_echo(args) if args.profile == "tuned" else None
+        outcome, cost, phase = _measure(channel, args, raw, label)
 
     summary = summarize(outcome.histogram, outcome.errors, outcome.up_s)
     mode = f"open loop {args.rate:g} req/s" if args.rate is not None else "closed loop"
-    print(f"{args.target}  {mode}  {summary.requests} requests in {outcome.elapsed_s:.2f} s")
+    called = f"{args.target}/{args.call}" if args.call else args.target
+    print(f"{called}  {mode}  {summary.requests} requests in {outcome.elapsed_s:.2f} s")
     rows = [(label, summary)]
     if outcome.uncorrected is not None:
         uncorrected = summarize(outcome.uncorrected, outcome.errors, outcome.up_s)
@@ -452,7 +522,7 @@ def run(args: argparse.Namespace) -> int:
 
     limits = gate.Limits(args.max_p50_us, args.max_p99_us, args.max_p999_us, args.max_tail_ratio)
     verdict = gate.judge(summary, limits, outcome.errors_by_code, lost)
-    result = _result(args, summary, outcome, cost, verdict=verdict, phase=phase)
+    result = _result(args, raw, summary, outcome, cost, verdict=verdict, phase=phase)
     _write_files(args, result, outcome, label=label, title=f"{args.target} {mode}")
     print(verdict.message, file=sys.stderr)
     return verdict.exit_code

@@ -47,7 +47,12 @@ JSON keys (--json):
   tail_ratio          p999_us / p50_us
   client_cpu_us_per_request, client_context_switches_per_request
   target profile cpus concurrency client_model mode rate warmup
-  payload_bytes work_iterations   the run's settings
+  payload_bytes work_iterations   the run's settings (Echo only; null with --call)
+  call                null for Echo, else package.Service/Method
+  descriptors         where --call's types came from: reflection, protoset or proto
+  request_messages    distinct requests sent in turn (--data-file lines)
+  metadata_keys       the --metadata keys sent (values are not written)
+  tls                 plaintext, tls or mutual_tls
   duration_s          length of the measured run; up_s: the part with the target up
   first_error         one line: status code, details, peer (null without errors)
   target_lost         null, or phase, after_s, at (UTC), in_flight,
@@ -146,6 +151,102 @@ def target(text: str) -> str:
     return text
 
 
+def method_path(text: str) -> str:
+    """package.Service/Method (a leading slash, as in gRPC's own paths, is dropped)."""
+    path = text[1:] if text.startswith("/") else text
+    service, _, method = path.partition("/")
+    if not (service and method) or "/" in method or " " in path:
+        raise argparse.ArgumentTypeError(f"must be package.Service/Method, not {text!r}")
+    return path
+
+
+def metadata_pair(text: str) -> tuple[str, str]:
+    """key=value of a request header; gRPC wants lower-case keys, -bin ones carry bytes."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"must be key=value, not {text!r}")
+    if key != key.lower() or key.startswith(":") or key.endswith("-bin"):
+        raise argparse.ArgumentTypeError(
+            f"key {key!r} must be lower case, without a leading ':' or a '-bin' suffix"
+        )
+    return key, value
+
+
+def input_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text} is not a file")
+    return text
+
+
+def input_dir(text: str) -> str:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is not a directory")
+    return text
+
+
+def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
+    call = parser.add_argument_group(
+        "any unary method (without --call: lowlatency.v1.LatencyService/Echo)"
+    )
+    call.add_argument(
+        "--call",
+        type=method_path,
+        metavar="PKG.SERVICE/METHOD",
+        help="the method to load; its types from the server's reflection unless "
+        "--protoset or --proto is given",
+    )
+    descriptors = call.add_mutually_exclusive_group()
+    descriptors.add_argument(
+        "--protoset",
+        type=input_file,
+        metavar="FILE",
+        help="FileDescriptorSet (protoc --include_imports --descriptor_set_out=FILE)",
+    )
+    descriptors.add_argument(
+        "--proto",
+        type=input_file,
+        action="append",
+        metavar="FILE",
+        help=".proto file, compiled in process (needs grpcio-tools; repeatable)",
+    )
+    call.add_argument(
+        "--import-path",
+        type=input_dir,
+        action="append",
+        metavar="DIR",
+        help="where --proto's imports are found (repeatable)",
+    )
+    data = call.add_mutually_exclusive_group()
+    data.add_argument("--data", metavar="JSON", help="the request as JSON (default {})")
+    data.add_argument(
+        "--data-file",
+        type=input_file,
+        metavar="FILE",
+        help="one JSON request per line, sent in turn",
+    )
+    call.add_argument(
+        "--metadata",
+        type=metadata_pair,
+        action="append",
+        metavar="KEY=VALUE",
+        help="request header sent with every request (repeatable)",
+    )
+    tls = parser.add_argument_group("TLS (the default is plaintext)")
+    tls.add_argument("--tls", action="store_true", help="TLS, server checked against system roots")
+    tls.add_argument(
+        "--tls-ca", type=input_file, metavar="FILE", help="TLS, server checked against this CA"
+    )
+    tls.add_argument(
+        "--tls-cert", type=input_file, metavar="FILE", help="client certificate (mutual TLS)"
+    )
+    tls.add_argument("--tls-key", type=input_file, metavar="FILE", help="key of --tls-cert")
+    tls.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the server's certificate must carry, when not the target's host",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXIT_HELP
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -226,6 +327,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot", type=output_path, metavar="FILE.png", help="write a latency-by-percentile plot"
     )
+    _add_call_arguments(parser)
     gate = parser.add_argument_group("gate (exit status 1 when a limit is breached)")
     gate.add_argument("--max-p50-us", type=positive_float, metavar="X", help="limit of p50 (us)")
     gate.add_argument("--max-p99-us", type=positive_float, metavar="X", help="limit of p99 (us)")
