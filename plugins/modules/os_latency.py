@@ -61,8 +61,10 @@ options:
   rtprio:
     description:
       - SCHED_FIFO priority of the measuring threads, 1-99.
+      - Unset, oslat runs under SCHED_OTHER and cyclictest at 95. A SCHED_FIFO busy loop is
+        stopped by RT throttling (kernel.sched_rt_runtime_us, 50 ms of every second by default)
+        and oslat then reports that pause as its maximum.
     type: int
-    default: 1
   label:
     description:
       - Part of each report row's setting, C(os_latency:<label>:<tool>:cpu<N>), for example
@@ -205,6 +207,9 @@ from ansible_collections.lowlatency.tuning.plugins.module_utils.os_latency impor
 )
 from ansible_collections.lowlatency.tuning.plugins.module_utils.state import report_entry  # noqa: E402
 
+# cyclictest sleeps between wake-ups, so RT throttling does not touch it; at a low
+# priority it would time other real-time threads instead of the CPU.
+CYCLICTEST_RTPRIO = 95
 TRACER_LISTS = (
     "sys/kernel/tracing/available_tracers",
     "sys/kernel/debug/tracing/available_tracers",
@@ -216,14 +221,16 @@ def _command(binary: str, cpulist: str, params: Dict[str, Any], scratch: str) ->
     json_path = os.path.join(scratch, "result.json")
     hist_path = os.path.join(scratch, "hist")
     duration = str(params["duration"])
-    rtprio = str(params["rtprio"])
+    rtprio = params["rtprio"]
     if tool == "oslat":
-        argv = [binary, "--cpu-list", cpulist, "--duration", duration, "--rtprio", rtprio]
+        argv = [binary, "--cpu-list", cpulist, "--duration", duration]
+        argv += ["--rtprio", str(rtprio)] if rtprio is not None else []
         argv += ["--bucket-size", str(BUCKETS), "--zero-omit", "--quiet", "--json=" + json_path]
         if params["main_cpu"] is not None:
             argv += ["--cpu-main-thread", str(params["main_cpu"])]
         return argv
-    argv = [binary, "--affinity", cpulist, "--threads", "--mlockall", "--priority", rtprio]
+    argv = [binary, "--affinity", cpulist, "--threads", "--mlockall"]
+    argv += ["--priority", str(CYCLICTEST_RTPRIO if rtprio is None else rtprio)]
     argv += ["--interval", "1000", "--duration", duration, "--histogram", str(BUCKETS)]
     argv += ["--histfile=" + hist_path, "--quiet", "--json=" + json_path]
     if params["main_cpu"] is not None:
@@ -414,7 +421,7 @@ def run_module() -> None:
             "max_latency_us": {"type": "float"},
             "hwlat": {"type": "bool", "default": False},
             "main_cpu": {"type": "int"},
-            "rtprio": {"type": "int", "default": 1},
+            "rtprio": {"type": "int"},
             "label": {"type": "str", "default": ""},
             "missing_hint": {"type": "str", "default": ""},
             "sysfs_root": {"type": "path", "default": "/"},
@@ -431,7 +438,7 @@ def run_module() -> None:
         problems.append("duration must be at least 1 second (got %d)" % params["duration"])
     if params["max_latency_us"] is not None and params["max_latency_us"] <= 0:
         problems.append("max_latency_us must be above 0 (got %g)" % params["max_latency_us"])
-    if not 1 <= params["rtprio"] <= 99:
+    if params["rtprio"] is not None and not 1 <= params["rtprio"] <= 99:
         problems.append("rtprio must be 1-99 (got %d)" % params["rtprio"])
     if params["main_cpu"] is not None and params["main_cpu"] in cpus:
         problems.append(

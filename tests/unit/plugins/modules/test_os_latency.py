@@ -1,8 +1,9 @@
 """os_latency against output recorded from rt-tests 2.40 (Debian 12) on a 2-vCPU KVM guest.
 
-The fixtures are the JSON files the module's own command lines wrote:
+The fixtures are the JSON files the module's command lines wrote (CPU 1 not isolated):
 oslat_cpu1_10s.json: oslat --cpu-list 1 --cpu-main-thread 0 --duration 10 --rtprio 1
-  --bucket-size 1024 --zero-omit --quiet --json=FILE (the tool printed max 53293 us)
+  --bucket-size 1024 --zero-omit --quiet --json=FILE (the tool printed max 53293 us: the
+  50 ms a second a SCHED_FIFO busy loop yields to waiting tasks, why rtprio is unset by default)
 oslat_cpu0-1_3s.json: the same on CPUs 0-1 for 3 s
 cyclictest_cpu0-1_3s.json: cyclictest --affinity 0-1 --threads --mlockall --priority 1
   --interval 1000 --histogram 1024 --mainaffinity 0 --duration 3 --quiet --json=FILE
@@ -165,6 +166,15 @@ def test_gate_fails_with_a_limit_below_the_measured_max(module_runner, fake_tool
     assert argv[:3] == ["/usr/bin/oslat", "--cpu-list", "1"]
     assert argv[argv.index("--cpu-main-thread") + 1] == "0"
     assert argv[argv.index("--duration") + 1] == "10"
+    assert "--rtprio" not in argv
+
+
+def test_rtprio_reaches_the_tool(module_runner, fake_tools):
+    calls, _ = fake_tools
+    module_runner(os_latency, {"cpus": "1", "duration": 5, "rtprio": 1})
+    module_runner(os_latency, {"cpus": "0-1", "duration": 3, "tool": "cyclictest"})
+    assert calls[0][calls[0].index("--rtprio") + 1] == "1"
+    assert calls[1][calls[1].index("--priority") + 1] == "95"
 
 
 def test_gate_passes_with_a_limit_above_the_max(module_runner, fake_tools):
