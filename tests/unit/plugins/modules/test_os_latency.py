@@ -149,7 +149,7 @@ def tracer_root(tmp_path: Path, tracers: str) -> str:
 
 
 def test_gate_fails_with_a_limit_below_the_measured_max(module_runner, fake_tools, tmp_path):
-    calls, _ = fake_tools
+    calls = fake_tools[0]
     args = {"cpus": "1", "duration": 10, "max_latency_us": 100, "main_cpu": 0, "label": "after"}
     result = module_runner(os_latency, {**args, "sysfs_root": tracer_root(tmp_path, "nop")})
     assert not result.get("failed"), result.get("msg")
@@ -170,7 +170,7 @@ def test_gate_fails_with_a_limit_below_the_measured_max(module_runner, fake_tool
 
 
 def test_rtprio_reaches_the_tool(module_runner, fake_tools):
-    calls, _ = fake_tools
+    calls = fake_tools[0]
     module_runner(os_latency, {"cpus": "1", "duration": 5, "rtprio": 1})
     module_runner(os_latency, {"cpus": "0-1", "duration": 3, "tool": "cyclictest"})
     assert calls[0][calls[0].index("--rtprio") + 1] == "1"
@@ -186,7 +186,7 @@ def test_gate_passes_with_a_limit_above_the_max(module_runner, fake_tools):
 
 
 def test_cyclictest_rows_per_cpu(module_runner, fake_tools):
-    calls, _ = fake_tools
+    calls = fake_tools[0]
     result = module_runner(
         os_latency, {"cpus": "0-1", "tool": "cyclictest", "duration": 3, "max_latency_us": 2000}
     )
@@ -200,7 +200,7 @@ def test_cyclictest_rows_per_cpu(module_runner, fake_tools):
 
 
 def test_hwlat_row_when_the_tracer_is_listed(module_runner, fake_tools, tmp_path):
-    calls, _ = fake_tools
+    calls = fake_tools[0]
     root = tracer_root(tmp_path, "hwlat blk function nop")
     result = module_runner(
         os_latency,
@@ -214,7 +214,7 @@ def test_hwlat_row_when_the_tracer_is_listed(module_runner, fake_tools, tmp_path
 
 
 def test_hwlat_breach_is_a_breach(module_runner, fake_tools, tmp_path):
-    _, state = fake_tools
+    state = fake_tools[1]
     state["hwlat_max"] = "250us"
     root = tracer_root(tmp_path, "hwlat nop")
     result = module_runner(
@@ -232,7 +232,7 @@ def test_hwlat_breach_is_a_breach(module_runner, fake_tools, tmp_path):
 
 
 def test_hwlat_skipped_without_the_tracer(module_runner, fake_tools, tmp_path):
-    calls, _ = fake_tools
+    calls = fake_tools[0]
     result = module_runner(
         os_latency,
         {
@@ -274,7 +274,7 @@ def test_missing_tool_is_skipped_with_the_reason(module_runner, fake_tools):
 
 
 def test_check_mode_runs_nothing(module_runner, fake_tools):
-    calls, _ = fake_tools
+    calls = fake_tools[0]
     result = module_runner(
         os_latency, {"cpus": "1", "duration": 5, "hwlat": True, "_ansible_check_mode": True}
     )
@@ -285,7 +285,7 @@ def test_check_mode_runs_nothing(module_runner, fake_tools):
 
 
 def test_no_cpus_is_skipped(module_runner, fake_tools):
-    calls, _ = fake_tools
+    calls = fake_tools[0]
     result = module_runner(os_latency, {"cpus": "", "duration": 5})
     assert calls == []
     assert result["report"][0]["status"] == "skipped"
@@ -309,7 +309,7 @@ def test_no_cpus_is_skipped(module_runner, fake_tools):
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(module_runner, fake_tools, args, message):
-    calls, _ = fake_tools
+    calls = fake_tools[0]
     result = module_runner(os_latency, args)
     assert result["failed"] is True
     assert message in result["msg"]
