@@ -1,4 +1,5 @@
-"""The service under faults: garbage bodies, a taken port, vanished clients, the RPC limit.
+"""The service under faults: garbage bodies, a taken port, vanished and silent clients, the
+RPC limit.
 
 Real ``serve`` subprocesses where the profile's process-level measures matter
 (the tuned profile runs gRPC's older I/O path, set before ``import grpc``);
@@ -275,6 +276,26 @@ def test_calls_that_send_only_headers_do_not_hold_the_server(
     assert endings == ["1"] * len(peers), endings  # grpc-status 1: CANCELLED
     stderr = stop_cli(process)
     assert "Traceback" not in stderr, stderr
+
+
+def test_a_late_message_is_answered_within_the_read_timeout_and_cancelled_after_it() -> None:
+    running = start_server("127.0.0.1", 0, "default", read_timeout=0.5)
+    try:
+        request = latency_pb2.EchoRequest(request_id=8).SerializeToString()
+        message = b"\0" + len(request).to_bytes(4, "big") + request
+        slow, too_slow = (silent_peer("127.0.0.1", running.port) for _ in range(2))
+        opened = time.monotonic()
+        # Half the read timeout after the HEADERS, then half of it past the timeout.
+        for (sock, conn), after_headers in ((slow, 0.25), (too_slow, 0.75)):
+            time.sleep(max(0.0, opened + after_headers - time.monotonic()))
+            conn.send_data(1, message, end_stream=True)
+            sock.sendall(conn.data_to_send())
+        assert how_the_call_ended(*slow) == "0"
+        assert how_the_call_ended(*too_slow) == "1"  # CANCELLED
+        for sock, _ in (slow, too_slow):
+            sock.close()
+    finally:
+        running.stop(grace=None)
 
 
 def closed_loop_refusals(address: str, clients: int, requests: int) -> int:
