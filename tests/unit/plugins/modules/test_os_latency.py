@@ -131,7 +131,13 @@ def fake_tools(monkeypatch):
         calls.append(argv)
         tool = Path(argv[0]).name
         if tool == "hwlatdetect":
-            return 0, HWLAT_OUT.format(max=state["hwlat_max"], samples=2), ""
+            # Its exit status is whether the maximum exceeded its threshold (10 us).
+            below = state["hwlat_max"] == "Below threshold"
+            return (
+                state.get("hwlat_rc", int(not below)),
+                HWLAT_OUT.format(max=state["hwlat_max"], samples=2),
+                "",
+            )
         target = next(arg.split("=", 1)[1] for arg in argv if arg.startswith("--json="))
         shutil.copy(FIXTURES / recorded[tool], target)
         return 0, "", ""
@@ -229,6 +235,17 @@ def test_hwlat_breach_is_a_breach(module_runner, fake_tools, tmp_path):
     )
     assert [b["figure"] for b in result["breaches"]] == ["max_us", "hwlat_max_us"]
     assert result["report"][-1]["status"] == "drifted"
+
+
+def test_hwlat_failure_is_an_error(module_runner, fake_tools, tmp_path):
+    state = fake_tools[1]
+    state["hwlat_rc"] = 2
+    root = tracer_root(tmp_path, "hwlat nop")
+    result = module_runner(
+        os_latency, {"cpus": "1", "duration": 5, "hwlat": True, "sysfs_root": root}
+    )
+    assert result["failed"] is True
+    assert result["msg"].startswith("hwlatdetect exited 2")
 
 
 def test_hwlat_skipped_without_the_tracer(module_runner, fake_tools, tmp_path):
