@@ -134,7 +134,7 @@ def test_non_ok_replies_are_counted_by_code_and_fail_the_gate(
         (["--call", RESERVE, "--data", "{item"], "--data: not JSON"),
         (
             ["--call", RESERVE, "--data", '{"item": {"colour": "red"}}'],
-            "--data: not a inventory.v1.ReserveRequest",
+            "--data: does not fit inventory.v1.ReserveRequest",
         ),
         (["--data", ITEM], "--data need --call"),
         (["--call", RESERVE, "--tls-cert", str(PROTO)], "needs both --tls-cert and --tls-key"),

@@ -54,7 +54,8 @@ def _compile(
         raise UsageError("--proto needs grpcio-tools: pip install 'lowlatency-service[codegen]'")
     from grpc_tools import protoc  # noqa: PLC0415  # optional dependency
 
-    include = [os.path.dirname(os.path.abspath(p)) for p in protos] + list(import_paths)
+    # The import paths first: a file found under one keeps the name its importers use.
+    include = [*import_paths, *(os.path.dirname(os.path.abspath(p)) for p in protos)]
     well_known = os.path.join(os.path.dirname(protoc.__file__), "_proto")
     with tempfile.TemporaryDirectory() as scratch:
         out = os.path.join(scratch, "set.pb")
@@ -154,7 +155,9 @@ def _serialize(method: MethodDescriptor, lines: Sequence[tuple[str, str]]) -> li
             message = json_format.Parse(text, message_class())
         except json_format.ParseError as exc:
             text_line = " ".join(str(exc).split())
-            raise UsageError(f"{where}: not a {method.input_type.full_name}: {text_line}") from None
+            raise UsageError(
+                f"{where}: does not fit {method.input_type.full_name}: {text_line}"
+            ) from None
         requests.append(message.SerializeToString())
     return requests
 
