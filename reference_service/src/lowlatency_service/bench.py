@@ -174,13 +174,13 @@ def _future_submit(
     """loadgen.Outstanding's bind: method.future plus a preallocated done callback per slot."""
     metadata = None
     if raw is not None:
-        echo = _raw_method(channel, raw)
+        method = _raw_method(channel, raw)
         metadata = raw.metadata
         requests: Sequence[Iterator[object]] = [
             _slot_requests(raw, slot) for slot in range(args.concurrency)
         ]
     else:
-        echo = latency_pb2_grpc.LatencyServiceStub(channel).Echo
+        method = latency_pb2_grpc.LatencyServiceStub(channel).Echo
         requests = [itertools.repeat(_request(args, slot + 1)) for slot in range(args.concurrency)]
     timeout = args.timeout
     peer = args.target
@@ -200,9 +200,9 @@ def _future_submit(
         callbacks = [completed(slot) for slot in range(args.concurrency)]
 
         def submit(slot: int) -> None:
-            echo.future(next(requests[slot]), timeout=timeout, metadata=metadata).add_done_callback(
-                callbacks[slot]
-            )
+            method.future(
+                next(requests[slot]), timeout=timeout, metadata=metadata
+            ).add_done_callback(callbacks[slot])
 
         return submit
 
