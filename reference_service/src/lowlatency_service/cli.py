@@ -1,4 +1,4 @@
-"""Command line of the reference service: ``lowlatency-service serve|bench|compare``.
+"""Command line of the reference service: ``lowlatency-service serve|bench|compare|probe|direct``.
 
 The subcommand modules import grpc; they are imported only after the runtime
 profile (CPU affinity, gRPC experiments) has been applied, because threads
@@ -21,12 +21,16 @@ SUBCOMMANDS = {
     "serve": ("lowlatency_service.serve_args", "lowlatency_service.serve"),
     "bench": ("lowlatency_service.bench_args", "lowlatency_service.bench"),
     "compare": ("lowlatency_service.compare_args", "lowlatency_service.compare"),
+    "probe": ("lowlatency_service.probe", "lowlatency_service.probe"),
+    "direct": ("lowlatency_service.direct", "lowlatency_service.direct"),
 }
 
 HELP = {
     "serve": "run the reference gRPC service",
     "bench": "load a running service and gate on latency percentiles",
     "compare": "benchmark default vs tuned vs raw TCP side by side on this machine",
+    "probe": "wait until a service's gRPC health check reports SERVING; print JSON",
+    "direct": "start, stop or read a service run as a background process without systemd",
 }
 
 
