@@ -7,12 +7,15 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any, Callable, Dict, List, Optional
 from xml.etree import ElementTree
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.lowlatency.tuning.plugins.module_utils.state import STATUSES
 
-STATUSES = ("applied", "pending_reboot", "drifted", "skipped", "restored")
+# The host differs from what the roles set: read back otherwise, or check mode would change it.
+DRIFT = ("drifted", "would_change")
 COLUMNS = ("role", "setting", "status", "expected", "actual", "reason")
 
 
@@ -24,15 +27,30 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def verify_rows(reports: Any) -> List[Dict[str, Any]]:
-    """{role: [report entries]} -> one flat row per setting, in role order."""
+def _not_run(role: str) -> Dict[str, Any]:
+    return {
+        "setting": "%s_report" % role,
+        "expected": None,
+        "actual": None,
+        "status": "skipped",
+        "reason": "the role did not run in this play",
+        "pending_reboot": False,
+    }
+
+
+def verify_rows(reports: Any, roles: Optional[List[str]] = None) -> List[Dict[str, Any]]:
+    """{role: [report entries]} -> one flat row per setting, in role order.
+
+    Each of roles that has no report gets one skipped row.
+    """
     if not isinstance(reports, dict):
         raise AnsibleFilterError(
             "verify_rows: expected a dict of role name to report list, got %s"
             % type(reports).__name__
         )
+    missing = [role for role in roles or [] if role not in reports]
     rows = []
-    for role, entries in reports.items():
+    for role, entries in list(reports.items()) + [(role, [_not_run(role)]) for role in missing]:
         if entries is None:
             continue
         if not isinstance(entries, list):
@@ -77,24 +95,26 @@ def _check_rows(name: str, rows: Any) -> List[Dict[str, Any]]:
     return rows
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
-
-
 def verify_table(rows: Any, width: int = 60) -> List[str]:
-    """Rows -> lines of a fixed-width text table, one line per setting."""
+    """Rows -> lines of a text table; a cell wider than width wraps onto more lines."""
     rows = _check_rows("verify_table", rows)
-    if not isinstance(width, int) or width < 8:
+    if not isinstance(width, int) or isinstance(width, bool) or width < 8:
         raise AnsibleFilterError(
             "verify_table: width must be an integer of at least 8, got %r" % width
         )
-    cells = [list(COLUMNS)] + [
-        [_clip(_text(row[column]).replace("\n", " "), width) for column in COLUMNS] for row in rows
+    table = [[[name] for name in COLUMNS]] + [
+        [
+            textwrap.wrap(_text(row[column]), width, break_on_hyphens=False) or [""]
+            for column in COLUMNS
+        ]
+        for row in rows
     ]
-    sizes = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    sizes = [max(len(part) for line in table for part in line[i]) for i in range(len(COLUMNS))]
     lines = []
-    for number, line in enumerate(cells):
-        lines.append("  ".join(cell.ljust(sizes[i]) for i, cell in enumerate(line)).rstrip())
+    for number, cells in enumerate(table):
+        for index in range(max(len(cell) for cell in cells)):
+            parts = [cell[index] if index < len(cell) else "" for cell in cells]
+            lines.append("  ".join(part.ljust(sizes[i]) for i, part in enumerate(parts)).rstrip())
         if number == 0:
             lines.append("  ".join("-" * size for size in sizes))
     return lines
@@ -103,7 +123,7 @@ def verify_table(rows: Any, width: int = 60) -> List[str]:
 def verify_junit(rows: Any, host: str = "localhost", fail_on: Optional[List[str]] = None) -> str:
     """Rows -> JUnit XML: a test suite per role, a test case per setting."""
     rows = _check_rows("verify_junit", rows)
-    failing = ["drifted"] if fail_on is None else list(fail_on)
+    failing = list(DRIFT) if fail_on is None else list(fail_on)
     unknown = [status for status in failing if status not in STATUSES]
     if unknown:
         raise AnsibleFilterError(

@@ -5,15 +5,16 @@
 """Where a network interface's IRQs and queues are, read from /sys and /proc.
 
 Every path is resolved under ``root`` so that tests can run on a fake tree.
-The irq role's re-apply script (roles/irq/files/lowlatency-irq-affinity.py)
-finds IRQs the same way; keep the two in step.
+The irq_affinity module and the irq role's re-apply script both run this file:
+the role copies it (and cpus.py) beside the script, so it imports nothing else.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Optional
+from collections import namedtuple
+from typing import Dict, List, Optional, Union
 
 # Queue IRQ names as drivers register them: virtio0-input.0, eth0-TxRx-3,
 # i40e-eth0-TxRx-0, mlx5_comp2@pci:..., ens1f0-rx-1.
@@ -113,3 +114,43 @@ def spread(cpus: List[int], count: int) -> List[List[int]]:
     if len(cpus) >= count:
         return [cpus[index::count] for index in range(count)]
     return [[cpus[index % len(cpus)]] for index in range(count)]
+
+
+# One file an interface's tuning writes: path, the CPUs it should hold, in which notation
+# ("cpulist" or "mask"), a note for the report, and the IRQ (an interface_irqs entry) or None.
+Target = namedtuple("Target", "path want notation note irq")
+
+
+def interface_targets(
+    root: str,
+    interface: str,
+    names: Dict[int, str],
+    *,
+    cpus: List[int],
+    rps: Optional[List[int]],
+    xps: Union[List[int], str, None],
+    online: List[int],
+) -> List[Target]:
+    """What one interface's files should hold: its IRQs' affinity, then RPS and XPS.
+
+    rps: CPUs for every receive queue, None to leave RPS alone. xps: CPUs for every
+    transmit queue, "spread" to deal the online CPUs over them, None to leave XPS alone.
+    """
+    found = []
+    for irq in interface_irqs(root, interface, names):
+        note = "%s %s %s" % (interface, "queue IRQ" if irq["queue"] else "IRQ", irq["name"])
+        found.append(
+            Target("/proc/irq/%d/smp_affinity_list" % irq["irq"], cpus, "cpulist", note, irq)
+        )
+    base = "/sys/class/net/%s/queues/" % interface
+    if rps is not None:
+        for queue in queues(root, interface, "rx"):
+            found.append(Target(base + queue + "/rps_cpus", rps, "mask", interface + " RPS", None))
+    if xps is not None:
+        tx = queues(root, interface, "tx")
+        shares = spread(online, len(tx)) if xps == "spread" else [list(xps)] * len(tx)
+        for queue, share in zip(tx, shares):
+            found.append(
+                Target(base + queue + "/xps_cpus", share, "mask", interface + " XPS", None)
+            )
+    return found

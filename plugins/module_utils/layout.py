@@ -92,7 +92,7 @@ def _check_cpus(
             )
         elif cpu not in usable:
             errors.append(
-                "CPU %d in %s is a second SMT thread that goes offline with cpu_layout_smt: off "
+                "CPU %d in %s is a second SMT thread that goes offline with smt_state: off "
                 "(use the first thread of each core)" % (cpu, name)
             )
 
@@ -107,7 +107,7 @@ def _check_cores(
         if len(set(sides.values())) > 1:
             errors.append(
                 "SMT core %s is split (%s) while SMT stays on: keep whole cores in one set, "
-                "or set cpu_layout_smt: off"
+                "or set smt_state: off"
                 % (
                     format_cpulist(core["cpus"]),
                     ", ".join("CPU %d %s" % (cpu, side) for cpu, side in sorted(sides.items())),
@@ -123,7 +123,7 @@ def _side(cpu: int, housekeeping: Set[int], isolated: Set[int]) -> str:
 
 def _check_options(smt: Any, per_node: Any, errors: List[str]) -> None:
     if smt not in ("on", "off"):
-        errors.append("cpu_layout_smt must be 'on' or 'off', got %r" % (smt,))
+        errors.append("smt_state must be 'on' or 'off', got %r" % (smt,))
     if isinstance(per_node, bool) or not isinstance(per_node, int) or per_node < 0:
         errors.append(
             "cpu_layout_housekeeping_cores_per_node must be a non-negative integer, got %r"

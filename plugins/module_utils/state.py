@@ -35,6 +35,12 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 DEFAULT_STATE_DIR = "/var/lib/lowlatency-tuning"
+# What a report entry's status may say (the verify role reads these, never the reason):
+# applied: read back in effect; would_change: check mode, the host differs;
+# pending_reboot: written, in effect after a reboot; skipped: not done, the reason says why;
+# drifted: written or expected, but the host reads back something else;
+# restored: the original is back.
+STATUSES = ("applied", "would_change", "pending_reboot", "skipped", "drifted", "restored")
 FORMAT_VERSION = 1
 KINDS = ("setting", "file")
 
@@ -80,6 +86,32 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def report_entry(
+    setting: str,
+    expected: Any,
+    actual: Any,
+    status: str,
+    *,
+    reason: str = "",
+    pending_reboot: bool = False,
+) -> Dict[str, Any]:
+    """One entry of a role's report (the modules' RV(report))."""
+    if status not in STATUSES:
+        raise ValueError("report status %r is not one of %s" % (status, ", ".join(STATUSES)))
+    entry = dict(setting=setting, expected=expected, actual=actual, status=status)
+    return dict(entry, reason=reason, pending_reboot=pending_reboot)
+
+
+def text_diff(header: str, before: Optional[str], after: Optional[str]) -> Dict[str, str]:
+    """A diff entry as Ansible's --diff shows it: None is shown as absent."""
+    return {
+        "before_header": header,
+        "after_header": header,
+        "before": "" if before is None else before.rstrip("\n") + "\n",
+        "after": "" if after is None else after.rstrip("\n") + "\n",
+    }
 
 
 class RoleState:

@@ -56,7 +56,8 @@ attributes:
     support: full
     details: Predicts the change; neither the record nor the file is written.
   diff_mode:
-    support: none
+    support: full
+    details: On restore, the file's content before and after; when recording, the record.
   platform:
     platforms: posix
 notes:
@@ -88,27 +89,22 @@ EXAMPLES = r"""
 RETURN = r"""
 status:
   description:
-    - V(recorded) the original was recorded now (or would be, in check mode);
-      V(unchanged) it was recorded before, or O(state=absent) found nothing recorded;
-      V(restored) the original was put back (or the file deleted) and the record dropped.
+    - V(applied) the original is recorded (now or on an earlier run);
+      V(would_change) check mode, the record or, on restore, the file would change;
+      V(restored) the original is back (or the file deleted) and the record dropped;
+      V(skipped) O(state=absent) found nothing recorded.
   type: str
   returned: always
-  sample: recorded
+  sample: applied
+diff:
+  description: With C(--diff), the file's content before and after a restore, or the record.
+  type: dict
+  returned: when diff mode is on
 reason:
   description: What happened, in words.
   type: str
   returned: always
   sample: "restored /etc/default/grub from the copy taken on 2026-01-01T00:00:00Z"
-existed:
-  description: Whether the file existed when it was first recorded (C(null) with nothing recorded).
-  type: bool
-  returned: always
-  sample: true
-copy:
-  description: Path of the stored copy of the original, if the file existed.
-  type: str
-  returned: always
-  sample: /var/lib/lowlatency-tuning/files/kernel/3f1c2a9d0b6e7a51-grub
 report:
   description:
     - One record for the role's C(<role>_report) fact. Content is shown as C(sha256:<hex>)
@@ -126,7 +122,7 @@ report:
       description: The file's checksum after the run, or C(absent).
       type: str
     status:
-      description: V(applied) (recorded), V(restored) or V(skipped) (nothing recorded on restore).
+      description: As RV(status).
       type: str
     reason:
       description: As RV(reason), or the O(reason) option.
@@ -154,6 +150,8 @@ from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (  
     RoleState,
     StateError,
     atomic_write,
+    report_entry,
+    text_diff,
 )
 
 
@@ -162,6 +160,15 @@ def checksum(path: str) -> Optional[str]:
     try:
         with open(path, "rb") as handle:
             return "sha256:" + hashlib.sha256(handle.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def content(path: Optional[str]) -> Optional[str]:
+    """A file's text for a diff, None when it does not exist."""
+    try:
+        with open(path or "", "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return None
 
@@ -185,23 +192,16 @@ class FileRecord:
         self.copy_dir = os.path.join(params["state_dir"], "files", self.owner)
         self.result: Dict[str, Any] = {
             "changed": False,
-            "status": "unchanged",
             "reason": "",
-            "existed": None,
-            "copy": None,
         }
 
-    def finish(self, expected: Optional[str], report_status: str) -> Dict[str, Any]:
+    def finish(self, expected: Optional[str], status: str) -> Dict[str, Any]:
         result = self.result
+        result["status"] = status
         result["reason"] = result["reason"] or self.note
-        result["report"] = {
-            "setting": self.path,
-            "expected": shown(expected),
-            "actual": shown(checksum(self.path)),
-            "status": report_status,
-            "reason": result["reason"],
-            "pending_reboot": False,
-        }
+        result["report"] = report_entry(
+            self.path, shown(expected), shown(checksum(self.path)), status, reason=result["reason"]
+        )
         return result
 
     def stat_regular(self) -> Optional[os.stat_result]:
@@ -220,14 +220,10 @@ class FileRecord:
         entry = state.get("file", self.path)
         if entry:
             original = entry["original"]
-            result["existed"] = original["exists"]
-            result["copy"] = original.get("copy")
             result["reason"] = "recorded on %s" % entry.get("recorded", "an earlier run")
             return self.finish(original.get("sha256"), "applied")
         info = self.stat_regular()
         result["changed"] = True
-        result["status"] = "recorded"
-        result["existed"] = info is not None
         if info is None:
             original: Dict[str, Any] = {"exists": False}
             result["reason"] = "%s does not exist: restoring will delete it" % self.path
@@ -243,14 +239,16 @@ class FileRecord:
                 "uid": info.st_uid,
                 "gid": info.st_gid,
             }
-            result["copy"] = copy
             result["reason"] = "original of %s recorded" % self.path
             if not self.module.check_mode:
                 os.makedirs(self.copy_dir, mode=0o700, exist_ok=True)
                 atomic_write(copy, content, 0o600)
-        if not self.module.check_mode:
-            state.record("file", self.path, original, None)
-            state.save()
+        if self.module._diff:
+            result["diff"] = text_diff(state.path, None, "%s: %s" % (self.path, result["reason"]))
+        if self.module.check_mode:
+            return self.finish(original.get("sha256"), "would_change")
+        state.record("file", self.path, original, None)
+        state.save()
         return self.finish(original.get("sha256"), "applied")
 
     def absent(self, state: RoleState) -> Dict[str, Any]:
@@ -263,10 +261,10 @@ class FileRecord:
             )
             return self.finish(checksum(self.path), "skipped")
         original = entry["original"]
-        result["existed"] = original["exists"]
-        result["copy"] = original.get("copy")
         result["changed"] = True
-        result["status"] = "restored"
+        differs = checksum(self.path) != original.get("sha256")
+        if self.module._diff:
+            result["diff"] = text_diff(self.path, content(self.path), content(original.get("copy")))
         if original["exists"]:
             copy = original["copy"]
             if not os.path.isfile(copy):
@@ -294,7 +292,8 @@ class FileRecord:
                     os.rmdir(directory)
             state.forget("file", self.path)
             state.save()
-        return self.finish(original.get("sha256"), "restored")
+        status = "would_change" if self.module.check_mode and differs else "restored"
+        return self.finish(original.get("sha256"), status)
 
     def restore_copy(self, original: Dict[str, Any]) -> None:
         with open(original["copy"], "rb") as handle:

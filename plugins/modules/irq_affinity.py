@@ -88,7 +88,7 @@ attributes:
     support: full
     details: Predicts what would change; writes neither the kernel files nor the record.
   diff_mode:
-    support: none
+    support: full
   platform:
     platforms: posix
 notes:
@@ -128,17 +128,13 @@ irqs:
       before: "2"
       actual: "0-1"
       effective: "0"
-      status: applied
-      reason: ""
-refused:
-  description: IRQs the kernel refused to move, with the reason.
+diff:
+  description: With C(--diff), each file that changes (or would), before and after.
   type: list
   elements: dict
-  returned: always
+  returned: when diff mode is on
   sample:
-    - irq: 0
-      name: timer
-      reason: "the kernel refuses to move this IRQ: EIO (managed or per-CPU IRQ)"
+    - {before_header: /proc/irq/25/smp_affinity_list, before: "0-3\n", after: "0-1\n"}
 report:
   description:
     - One record per file for the role's C(<role>_report) fact.
@@ -157,7 +153,8 @@ report:
       type: str
     status:
       description:
-        - V(applied), V(drifted) (written but the kernel reads back something else),
+        - V(applied) (read back in effect), V(would_change) (in check mode, the file differs),
+          V(drifted) (written but the kernel reads back something else),
           V(skipped) (refused or missing, see the reason) or V(restored).
       type: str
     reason:
@@ -177,7 +174,7 @@ report:
 
 import errno  # noqa: E402
 import os  # noqa: E402
-from typing import Any, Dict, List, Optional, Set  # noqa: E402
+from typing import Any, Dict, List, Optional, Set, Tuple  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.lowlatency.tuning.plugins.module_utils.cpus import (  # noqa: E402
@@ -190,15 +187,15 @@ from ansible_collections.lowlatency.tuning.plugins.module_utils.cpus import (  #
 from ansible_collections.lowlatency.tuning.plugins.module_utils.irq import (  # noqa: E402
     all_irqs,
     interface_exists,
-    interface_irqs,
+    interface_targets,
     irq_names,
-    queues,
-    spread,
     under,
 )
 from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (  # noqa: E402
     RoleState,
     StateError,
+    report_entry,
+    text_diff,
 )
 
 DEFAULT_AFFINITY = "/proc/irq/default_smp_affinity"
@@ -227,9 +224,8 @@ class Pinner:
         self.check = module.check_mode
         self.changed = False
         self.report: List[Dict[str, Any]] = []
+        self.diff: List[Dict[str, str]] = []
         self.irqs: List[Dict[str, Any]] = []
-        self.refused: List[Dict[str, Any]] = []
-        self.dirty = False
 
     def read(self, path: str) -> Optional[str]:
         try:
@@ -246,17 +242,22 @@ class Pinner:
             os.close(fd)
 
     def add(
-        self, path: str, expected: str, actual: Optional[str], status: str, reason: str
+        self,
+        path: str,
+        expected: str,
+        status: str,
+        reason: str,
+        change: Tuple[Optional[str], Optional[str]] = (None, None),
     ) -> Dict[str, Any]:
-        entry = {
-            "setting": path,
-            "expected": expected,
-            "actual": actual,
-            "status": status,
-            "reason": reason,
-            "pending_reboot": False,
-        }
+        """Report one file; change is (before, after), predicted in check mode, for the diff."""
+        before, after = change
+        actual = before if status == "would_change" else after
+        entry = report_entry(path, expected, actual, status, reason=reason)
         self.report.append(entry)
+        if status in ("would_change", "restored", "drifted") or (before != after):
+            self.changed = True
+            if before != after:
+                self.diff.append(text_diff(path, before, after))
         return entry
 
     def put(
@@ -266,23 +267,20 @@ class Pinner:
         text = format_cpulist(sorted(want)) if compare == "cpulist" else cpus_to_mask(sorted(want))
         current = self.read(path)
         if current is None:
-            return self.add(path, text, None, "skipped", "absent on this host: %s" % path)
+            return self.add(path, text, "skipped", "absent on this host: %s" % path)
         try:
             have = parse_value(current, compare)
         except CpuSetError:
             have = None
         if have is not None and (have == want or (subset and have and have <= want)):
-            return self.add(path, text, current, "applied", note)
+            return self.add(path, text, "applied", note, (current, current))
         if self.check:
-            return self.predict(path, text, current)
+            if not os.access(under(self.root, path), os.W_OK):
+                return self.add(
+                    path, text, "skipped", "not writable: %s" % path, (current, current)
+                )
+            return self.add(path, text, "would_change", note, (current, text))
         return self.change(path, text, current, (want, compare, note))
-
-    def predict(self, path: str, text: str, current: str) -> Dict[str, Any]:
-        self.changed = True
-        if not os.access(under(self.root, path), os.W_OK):
-            return self.add(path, text, current, "skipped", "not writable: %s" % path)
-        why = "check mode: would change %r to %r" % (current, text)
-        return self.add(path, text, current, "applied", why)
 
     def change(self, path: str, text: str, current: str, goal: tuple) -> Dict[str, Any]:
         """Record first, so a crash after the write still leaves the original on the host."""
@@ -296,8 +294,7 @@ class Pinner:
             if new_entry:
                 self.state.forget("setting", path)
                 self.state.save()
-            return self.add(path, text, current, "skipped", refusal(exc))
-        self.changed = True
+            return self.add(path, text, "skipped", refusal(exc), (current, current))
         after = self.read(path)
         try:
             ok = after is not None and parse_value(after, compare) == want
@@ -305,63 +302,66 @@ class Pinner:
             ok = False
         if not ok:
             why = "wrote %r but the kernel reads back %r" % (text, after)
-            return self.add(path, text, after, "drifted", why)
-        return self.add(path, text, after, "applied", note)
+            return self.add(path, text, "drifted", why, (current, after))
+        return self.add(path, text, "applied", note, (current, after))
 
-    def pin_irq(self, irq: Dict[str, Any], want: Set[int], interface: str, subset: bool) -> None:
+    def pin_irq(self, irq: Dict[str, Any], want: Set[int], note: str, subset: bool) -> None:
         path = "/proc/irq/%d/smp_affinity_list" % irq["irq"]
         before = self.read(path)
-        kind = "queue IRQ" if irq.get("queue") else "IRQ"
-        note = (
-            ("%s %s %s" % (interface, kind, irq["name"])) if interface else "IRQ %s" % irq["name"]
-        )
-        entry = self.put(path, want, "cpulist", note.strip(), subset=subset)
+        entry = self.put(path, want, "cpulist", note, subset=subset)
         effective = self.read("/proc/irq/%d/effective_affinity_list" % irq["irq"])
         self.irqs.append(
             {
                 "irq": irq["irq"],
                 "name": irq["name"],
-                "interface": interface,
+                "interface": irq.get("interface", ""),
                 "queue": bool(irq.get("queue")),
                 "before": before,
                 "actual": entry["actual"],
                 "effective": effective,
-                "status": entry["status"],
-                "reason": entry["reason"],
             }
         )
-        if entry["status"] == "skipped" and before is not None:
-            self.refused.append({"irq": irq["irq"], "name": irq["name"], "reason": entry["reason"]})
 
     def present(self) -> None:
         params = self.module.params
         names = irq_names(self.root)
         nic_irqs: Set[int] = set()
-        cpus = set(parse_cpulist(params["cpus"])) if params["interfaces"] else set()
+        cpus = parse_cpulist(params["cpus"]) if params["interfaces"] else []
         online = parse_cpulist(self.read("/sys/devices/system/cpu/online") or "", allow_empty=True)
+        rps = params["rps_cpus"]
+        xps = params["xps_cpus"]
         for interface in params["interfaces"]:
             if not interface_exists(self.root, interface):
                 self.add(
                     "/sys/class/net/%s" % interface,
-                    format_cpulist(sorted(cpus)),
-                    None,
+                    format_cpulist(cpus),
                     "skipped",
                     "no interface %s on this host" % interface,
                 )
                 continue
-            found = interface_irqs(self.root, interface, names)
-            if not found:
+            targets = interface_targets(
+                self.root,
+                interface,
+                names,
+                cpus=cpus,
+                rps=None if rps is None else parse_cpulist(rps, allow_empty=True),
+                xps=xps if xps in (None, "spread") else parse_cpulist(xps, allow_empty=True),
+                online=online,
+            )
+            if not any(target.irq for target in targets):
                 self.add(
                     "/sys/class/net/%s/device/msi_irqs" % interface,
-                    format_cpulist(sorted(cpus)),
-                    None,
+                    format_cpulist(cpus),
                     "skipped",
                     "%s has no IRQs of its own (virtual device, or no MSI)" % interface,
                 )
-            for irq in found:
-                nic_irqs.add(irq["irq"])
-                self.pin_irq(irq, cpus, interface, subset=False)
-            self.steer(interface, online)
+            for target in targets:
+                if target.irq:
+                    nic_irqs.add(target.irq["irq"])
+                    irq = dict(target.irq, interface=interface)
+                    self.pin_irq(irq, set(target.want), target.note, subset=False)
+                else:
+                    self.put(target.path, set(target.want), target.notation, target.note)
         if params["other_irqs"]:
             other = set(parse_cpulist(params["other_cpus"]))
             self.put(DEFAULT_AFFINITY, other, "mask", "IRQs requested from now on")
@@ -369,69 +369,46 @@ class Pinner:
                 if number in nic_irqs:
                     continue
                 irq = {"irq": number, "name": names.get(number, ""), "queue": False}
-                self.pin_irq(irq, other, "", subset=True)
-
-    def steer(self, interface: str, online: List[int]) -> None:
-        params = self.module.params
-        base = "/sys/class/net/%s/queues" % interface
-        if params["rps_cpus"] is not None:
-            rps = set(parse_cpulist(params["rps_cpus"], allow_empty=True))
-            for queue in queues(self.root, interface, "rx"):
-                self.put("%s/%s/rps_cpus" % (base, queue), rps, "mask", "%s RPS" % interface)
-        xps = params["xps_cpus"]
-        if xps is None:
-            return
-        tx = queues(self.root, interface, "tx")
-        if xps == "spread":
-            shares = spread(online, len(tx))
-        else:
-            shares = [parse_cpulist(xps, allow_empty=True)] * len(tx)
-        for queue, share in zip(tx, shares):
-            self.put("%s/%s/xps_cpus" % (base, queue), set(share), "mask", "%s XPS" % interface)
+                self.pin_irq(irq, other, "IRQ %s" % irq["name"], subset=True)
 
     def absent(self) -> None:
+        dirty = False
         for path in self.state.keys("setting"):
             if not (path.startswith("/proc/irq/") or path.startswith("/sys/class/net/")):
                 continue
             entry = self.state.get("setting", path)
             original = entry["original"]
+            compare = entry.get("compare", "cpulist")
             current = self.read(path)
             if current is None:
                 self.add(
                     path,
                     original,
-                    None,
                     "skipped",
                     "gone since it was recorded (IRQ freed or renumbered): record dropped",
                 )
                 if not self.check:
                     self.state.forget("setting", path)
-                    self.dirty = True
+                    dirty = True
                 continue
-            self.changed = True
+            try:
+                differs = parse_value(current, compare) != parse_value(original, compare)
+            except CpuSetError:
+                differs = True
             if self.check:
-                self.add(
-                    path,
-                    original,
-                    current,
-                    "restored",
-                    "check mode: would write back %r" % original,
-                )
+                status = "would_change" if differs else "restored"
+                self.add(path, original, status, "original written back", (current, original))
                 continue
             status, reason = "restored", "original written back"
             try:
-                if parse_value(current, entry.get("compare", "cpulist")) != parse_value(
-                    original, entry.get("compare", "cpulist")
-                ):
+                if differs:
                     self.write(path, original)
             except OSError as exc:
                 status, reason = "skipped", refusal(exc) + "; record dropped"
-            except CpuSetError:
-                self.write(path, original)
             self.state.forget("setting", path)
-            self.dirty = True
-            self.add(path, original, self.read(path), status, reason)
-        if self.dirty:
+            dirty = True
+            self.add(path, original, status, reason, (current, self.read(path)))
+        if dirty:
             self.state.save()
 
 
@@ -483,9 +460,10 @@ def run_module() -> None:
             pinner.absent()
     except (StateError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(
-        changed=pinner.changed, irqs=pinner.irqs, refused=pinner.refused, report=pinner.report
-    )
+    result = {"irqs": pinner.irqs, "report": pinner.report}
+    if module._diff:
+        result["diff"] = pinner.diff
+    module.exit_json(changed=pinner.changed, **result)
 
 
 def main() -> None:

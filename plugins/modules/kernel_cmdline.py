@@ -94,7 +94,6 @@ options:
     type: path
     default: /var/lib/lowlatency-tuning
 notes:
-  - Supports check mode; it predicts the changes, the pending reboots and the commands.
   - Only the variables of the default entry are read; hand-written menu entries are left alone.
 attributes:
   check_mode:
@@ -102,7 +101,7 @@ attributes:
     support: full
     details: Predicts the changes, the commands and the pending reboots; writes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode).
+    description: Returns what has changed (or would change in check mode).
     support: full
   platform:
     description: Target OS/families that can be operated against.
@@ -183,7 +182,11 @@ record:
   type: str
   sample: /var/lib/lowlatency-tuning/cmdline/kernel.json
 report:
-  description: One entry per key, in the collection's report format.
+  description:
+    - One entry per key, in the collection's report format. Its status is V(would_change)
+      in check mode for a key the boot loader configuration would change, V(pending_reboot)
+      while the running kernel differs from the configuration, else V(applied), V(restored)
+      or V(drifted) (someone else changed a key this owner set).
   returned: always
   type: list
   elements: dict
@@ -219,6 +222,7 @@ from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (  
     StateError,
     atomic_write,
     check_owner,
+    report_entry,
 )
 
 RECORD_VERSION = 1
@@ -475,7 +479,9 @@ class Editor:
         for key in stale:
             self.restore(key)
 
-    def report(self, live: list[tuple[str, Value]]) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+    def report(
+        self, live: list[tuple[str, Value]], check_mode: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, bool]]:
         pending: dict[str, bool] = {}
         report = []
         for key in self.handled:
@@ -489,6 +495,8 @@ class Editor:
             pending[key] = waiting
             if key in self.drifted:
                 status, reason = "drifted", self.drifted[key]
+            elif check_mode and key in self.changes:
+                status, reason = "would_change", "the boot loader configuration differs"
             elif waiting:
                 status = "pending_reboot"
                 reason = "configured in the boot loader; the running kernel has not booted with it"
@@ -497,14 +505,14 @@ class Editor:
             else:
                 status, reason = "applied", ""
             report.append(
-                {
-                    "setting": "cmdline:%s" % key,
-                    "expected": render_values(key, configured),
-                    "actual": render_values(key, live_values),
-                    "status": status,
-                    "reason": reason,
-                    "pending_reboot": waiting,
-                }
+                report_entry(
+                    "cmdline:%s" % key,
+                    render_values(key, configured),
+                    render_values(key, live_values),
+                    status,
+                    reason=reason,
+                    pending_reboot=waiting,
+                )
             )
         return report, pending
 
@@ -539,7 +547,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             record.remove()
 
     live_text = read_live(params["proc_cmdline_path"])
-    report, pending = editor.report(parse_cmdline(live_text))
+    report, pending = editor.report(parse_cmdline(live_text), module.check_mode)
     for key, why in editor.drifted.items():
         module.warn("%s: %s" % (key, why))
     result: dict[str, Any] = {

@@ -80,7 +80,7 @@ attributes:
     support: full
     details: Predicts whether the value would change; writes neither the knob nor the record.
   diff_mode:
-    support: none
+    support: full
   platform:
     platforms: posix
 notes:
@@ -108,13 +108,6 @@ EXAMPLES = r"""
     compare: bracketed
     owner: hugepages
 
-- name: Keep unbound workqueues on housekeeping CPUs
-  lowlatency.tuning.setting:
-    path: /sys/devices/virtual/workqueue/cpumask
-    value: "{{ cpu_layout_result.housekeeping_mask }}"
-    compare: mask
-    owner: kernel
-
 - name: Put the original value back and forget it
   lowlatency.tuning.setting:
     path: /proc/sys/kernel/numa_balancing
@@ -125,10 +118,12 @@ EXAMPLES = r"""
 RETURN = r"""
 status:
   description:
-    - V(applied) the value was written (or would be, in check mode);
-      V(unchanged) it already had the value, or O(state=absent) found nothing recorded;
-      V(skipped) the host does not have the knob or refused the write (see RV(reason));
-      V(restored) the original was written back and the record dropped.
+    - V(applied) the knob holds the value, read back after the write;
+      V(would_change) check mode, the knob differs (see RV(diff) with C(--diff));
+      V(drifted) the kernel reads back something else than was written;
+      V(skipped) the host does not have the knob, refused the write, or O(state=absent)
+      found nothing recorded (see RV(reason));
+      V(restored) the original is back and the record dropped.
   type: str
   returned: always
   sample: applied
@@ -137,27 +132,18 @@ reason:
   type: str
   returned: always
   sample: "absent on this host: /sys/kernel/mm/ksm/run"
+diff:
+  description: With C(--diff), the value before and after (predicted in check mode).
+  type: dict
+  returned: when diff mode is on
 original:
   description: The value recorded as the original (or the value found, when nothing is recorded).
   type: str
   returned: always
   sample: "1"
-actual:
-  description: The value read back after the run (C(null) when the knob is absent or unreadable).
-  type: str
-  returned: always
-  sample: "0"
-expected:
-  description: The value the knob should have after the run (O(value), or the original on restore).
-  type: str
-  returned: always
-  sample: "0"
 report:
   description:
-    - One record for the role's C(<role>_report) fact.
-    - RV(report.status) is V(applied) when the knob holds the expected value,
-      V(drifted) when the kernel reads back something else,
-      V(skipped) or V(restored) as for RV(status).
+    - One record for the role's C(<role>_report) fact; its status is RV(status).
   type: dict
   returned: always
   contains:
@@ -165,13 +151,13 @@ report:
       description: The knob's path.
       type: str
     expected:
-      description: As RV(expected).
+      description: What the knob should hold after the run (O(value), or the original on restore).
       type: str
     actual:
-      description: As RV(actual).
+      description: The value read back (C(null) when the knob is absent or unreadable).
       type: str
     status:
-      description: One of V(applied), V(drifted), V(skipped), V(restored).
+      description: As RV(status).
       type: str
     reason:
       description: As RV(reason), or the O(reason) option.
@@ -201,6 +187,8 @@ from ansible_collections.lowlatency.tuning.plugins.module_utils.cpus import (  #
 from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (  # noqa: E402
     RoleState,
     StateError,
+    report_entry,
+    text_diff,
 )
 
 ALLOWED_PREFIXES = ("/sys/", "/proc/sys/")
@@ -273,41 +261,38 @@ class Knob:
         self.note = params["reason"] or ""
         root = params["sysfs_root"]
         self.real_path = os.path.join(root, self.path.lstrip("/")) if root != "/" else self.path
+        self.before: Optional[str] = None
         self.result: Dict[str, Any] = {
             "changed": False,
-            "status": "unchanged",
             "reason": "",
             "original": None,
-            "actual": None,
-            "expected": None,
         }
+        self.expected: Optional[str] = None
+        self.actual: Optional[str] = None
 
-    def finish(self, report_status: str) -> Dict[str, Any]:
+    def finish(self, status: str, reason: str = "") -> Dict[str, Any]:
         result = self.result
-        reason = result["reason"] or self.note
-        result["reason"] = reason
-        result["report"] = {
-            "setting": self.path,
-            "expected": result["expected"],
-            "actual": result["actual"],
-            "status": report_status,
-            "reason": reason,
-            "pending_reboot": False,
-        }
+        result["status"] = status
+        result["reason"] = reason or self.note
+        result["report"] = report_entry(
+            self.path, self.expected, self.actual, status, reason=result["reason"]
+        )
+        if self.module._diff:
+            after = self.expected if status == "would_change" else self.actual
+            result["diff"] = text_diff(self.path, self.before, after)
         return result
 
     def skip(self, reason: str) -> Dict[str, Any]:
-        self.result["status"] = "skipped"
-        self.result["reason"] = reason
         self.result["changed"] = False
-        return self.finish("skipped")
+        self.actual = self.before
+        return self.finish("skipped", reason)
 
     def read(self) -> Tuple[Optional[str], Optional[str]]:
         """(value, None) or (None, why it cannot be read)."""
         if not os.path.exists(self.real_path):
             return None, "absent on this host: %s" % self.path
         try:
-            return read_knob(self.real_path), None
+            return read_knob(self.real_path).strip(), None
         except OSError as exc:
             return None, "cannot read %s: %s" % (self.path, errno_text(exc))
 
@@ -322,7 +307,7 @@ class Knob:
     def present(self, state: RoleState) -> Dict[str, Any]:
         value = self.module.params["value"]
         result = self.result
-        result["expected"] = value
+        self.expected = value
         if self.compare != "exact":
             try:
                 normalize(value, self.compare)
@@ -333,10 +318,10 @@ class Knob:
         current, why = self.read()
         if current is None:
             return self.skip(why)
+        self.before = self.actual = current
         entry = state.get("setting", self.path)
         original = entry["original"] if entry else writable_form(current, self.compare)
         result["original"] = original
-        result["actual"] = current.strip()
 
         if same(current, value, self.compare):
             if entry and state.record("setting", self.path, original, value, compare=self.compare):
@@ -344,18 +329,12 @@ class Knob:
                 if not self.module.check_mode:
                     state.save()
             return self.finish("applied")
-
-        result["changed"] = True
-        result["status"] = "applied"
         if self.module.check_mode:
-            return self.predict(current, value)
+            if not os.access(self.real_path, os.W_OK):
+                return self.skip("not writable: %s" % self.path)
+            result["changed"] = True
+            return self.finish("would_change")
         return self.apply(state, entry, original, value)
-
-    def predict(self, current: str, value: str) -> Dict[str, Any]:
-        if not os.access(self.real_path, os.W_OK):
-            return self.skip("not writable: %s" % self.path)
-        self.result["reason"] = "check mode: would change %r to %r" % (current.strip(), value)
-        return self.finish("applied")
 
     def apply(
         self, state: RoleState, entry: Optional[Dict[str, Any]], original: str, value: str
@@ -364,7 +343,6 @@ class Knob:
 
         A refused write leaves the record as it was before this call.
         """
-        result = self.result
         previous = dict(entry) if entry else None
         state.record("setting", self.path, original, value, compare=self.compare)
         state.save()
@@ -376,56 +354,49 @@ class Knob:
                 state.entries("setting")[self.path] = previous
             state.save()
             return self.skip(refused)
+        self.result["changed"] = True
         after, why = self.read()
-        result["actual"] = after.strip() if after is not None else None
+        self.actual = after
         if after is None or not same(after, value, self.compare):
-            result["reason"] = why or "wrote %r but the kernel reads back %r" % (
-                value,
-                after.strip(),
+            return self.finish(
+                "drifted", why or "wrote %r but the kernel reads back %r" % (value, after)
             )
-            return self.finish("drifted")
         return self.finish("applied")
 
     def absent(self, state: RoleState) -> Dict[str, Any]:
         result = self.result
         entry = state.get("setting", self.path)
         current, why = self.read()
-        result["actual"] = current.strip() if current is not None else None
+        self.before = self.actual = current
         if entry is None:
-            result["expected"] = result["actual"]
-            result["reason"] = "nothing recorded for %s by %s: left as it is" % (
-                self.path,
-                self.owner,
+            self.expected = current
+            return self.finish(
+                "skipped", "nothing recorded for %s by %s: left as it is" % (self.path, self.owner)
             )
-            return self.finish("skipped")
         original = entry["original"]
         compare = entry.get("compare", self.compare)
-        result["original"] = original
-        result["expected"] = original
+        result["original"] = self.expected = original
         if current is None:
             return self.skip("%s; the record of the original (%r) is kept" % (why, original))
         result["changed"] = True
-        result["status"] = "restored"
-        if self.module.check_mode:
-            if not same(current, original, compare):
-                result["reason"] = "check mode: would write back %r" % original
-            return self.finish("restored")
         if not same(current, original, compare):
+            if self.module.check_mode:
+                return self.finish("would_change")
             refused = self.write(original)
             if refused:
+                result["changed"] = False
                 return self.skip("%s; the record of the original is kept" % refused)
             after, why = self.read()
-            result["actual"] = after.strip() if after is not None else None
+            self.actual = after
             if after is None or not same(after, original, compare):
-                result["reason"] = "wrote back %r but the kernel reads %r" % (
-                    original,
-                    result["actual"],
-                )
                 state.forget("setting", self.path)
                 state.save()
-                return self.finish("drifted")
-        state.forget("setting", self.path)
-        state.save()
+                return self.finish(
+                    "drifted", "wrote back %r but the kernel reads %r" % (original, after)
+                )
+        if not self.module.check_mode:
+            state.forget("setting", self.path)
+            state.save()
         return self.finish("restored")
 
 

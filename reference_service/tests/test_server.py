@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from lowlatency_service.serve import (
 )
 
 ECHO_METHOD = f"/{SERVICE_NAME}/Echo"
+# The start_cli fixture (conftest.py): serve ARGS... -> (process, address).
+StartCli = Callable[..., tuple[subprocess.Popen[str], str]]
 # The installed console script, as users and playbooks run it (not `python -m`,
 # under which cli.py is __main__ and its UsageError a different class).
 CLI = [str(Path(sys.executable).with_name("lowlatency-service"))]
@@ -105,6 +106,16 @@ def test_malformed_request_gets_a_status_and_the_server_survives(channel: grpc.C
 def test_unknown_method_is_unimplemented(channel: grpc.Channel, method: str) -> None:
     call = channel.unary_unary(method)
     assert rpc_error(lambda: call(b"", timeout=10)).code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_call_without_a_request_message_is_unimplemented(channel: grpc.Channel) -> None:
+    # Half-closed at once: nothing to wait for, answered as grpcio answers a unary call.
+    no_message = channel.stream_unary(ECHO_METHOD)
+    with pytest.raises(grpc.RpcError) as error:
+        no_message(iter(()), timeout=5)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "exactly one request message" in error.value.details()
+    assert echo(channel, request_id=4).request_id == 4
 
 
 def test_health_serving(channel: grpc.Channel) -> None:
@@ -296,24 +307,8 @@ def test_metrics_off_by_default_opens_only_the_grpc_port() -> None:
         running.stop(grace=None)
 
 
-def start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"listening on (\S+:\d+)", line)
-    if match is None:
-        process.kill()
-        pytest.fail(f"no address line: {line!r} {process.communicate()[1]}")
-    return process, match.group(1)
-
-
 @pytest.mark.parametrize("profile_args", [["--profile", "default"], ["--profile", "tuned"]])
-def test_sigterm_shuts_down_gracefully(profile_args: list[str]) -> None:
+def test_sigterm_shuts_down_gracefully(profile_args: list[str], start_cli: StartCli) -> None:
     process, address = start_cli(*profile_args, "--cpus", "0", "--grace", "2")
     try:
         with open(f"/proc/{process.pid}/status", encoding="ascii") as status:

@@ -1,4 +1,5 @@
-"""The service under faults: garbage bodies, a taken port, vanished clients, the RPC limit.
+"""The service under faults: garbage bodies, a taken port, vanished and silent clients, the
+RPC limit.
 
 Real ``serve`` subprocesses where the profile's process-level measures matter
 (the tuned profile runs gRPC's older I/O path, set before ``import grpc``);
@@ -7,44 +8,32 @@ in-process servers elsewhere. The whole module runs in about 30 s.
 
 from __future__ import annotations
 
-import re
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 import h2.config
 import h2.connection
+import h2.events
 import pytest
 from lowlatency_service import cli
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
 from lowlatency_service.serve import SERVICE_NAME, start_server
 
 ECHO_METHOD = f"/{SERVICE_NAME}/Echo"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+# The start_cli fixture (conftest.py): serve ARGS... -> (process, address).
+StartCli = Callable[..., tuple[subprocess.Popen[str], str]]
 CLI = [str(Path(sys.executable).with_name("lowlatency-service"))]
 # Field 1 declared as a length-delimited field running past the end of the body.
 GARBAGE = b"\x0a\xff\xff\xff\x0f"
-
-
-def start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    match = re.search(r"listening on (\S+:\d+)", process.stdout.readline())
-    if match is None:
-        process.kill()
-        pytest.fail(f"serve did not start: {process.communicate()[1]}")
-    return process, match.group(1)
 
 
 def stop_cli(process: subprocess.Popen[str]) -> str:
@@ -55,12 +44,10 @@ def stop_cli(process: subprocess.Popen[str]) -> str:
 
 
 @pytest.fixture(params=["default", "tuned"])
-def served(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    process, address = start_cli("--profile", request.param, "--grace", "0")
-    yield process, address
-    if process.poll() is None:
-        process.kill()
-        process.communicate()
+def served(
+    request: pytest.FixtureRequest, start_cli: StartCli
+) -> tuple[subprocess.Popen[str], str]:
+    return start_cli("--profile", request.param, "--grace", "0")
 
 
 def rss_kib(pid: int) -> int:
@@ -139,6 +126,9 @@ def test_second_serve_on_a_taken_port_exits_2() -> None:
         ("--port", "65536"),
         ("--workers", "0"),
         ("--max-concurrent-rpcs", "1.5"),
+        ("--read-timeout", "0"),
+        ("--read-timeout", "nan"),
+        ("--read-timeout", "-1"),
     ],
 )
 def test_bad_serve_flags_are_refused_with_one_line(
@@ -208,6 +198,104 @@ def test_vanished_clients_do_not_stall_the_server(
     assert last_failure is None or last_failure < 1.0, (
         f"a call sent at +{last_failure:.1f} s failed"
     )
+
+
+def silent_peer(
+    host: str, port: int, method: str = ECHO_METHOD
+) -> tuple[socket.socket, h2.connection.H2Connection]:
+    """An HTTP/2 connection with one call that sends HEADERS and nothing more: no
+    message, no END_STREAM, no grpc-timeout."""
+    sock = socket.create_connection((host, port), timeout=5)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="ascii"))
+    conn.initiate_connection()
+    conn.send_headers(
+        1,
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", method),
+            (":authority", f"{host}:{port}"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ],
+    )
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
+def how_the_call_ended(sock: socket.socket, conn: h2.connection.H2Connection) -> str | None:
+    """The grpc-status the server sent on stream 1, "reset" or "closed", None if nothing."""
+    sock.settimeout(5)
+    while True:
+        try:
+            data = sock.recv(65536)
+        except (TimeoutError, ConnectionError):
+            return None
+        if not data:
+            return "closed"
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                status = dict(event.headers).get("grpc-status")
+                if status is not None:
+                    return status
+            if isinstance(event, h2.events.StreamReset):
+                return "reset"
+            if isinstance(event, h2.events.ConnectionTerminated):
+                return "closed"
+
+
+@pytest.mark.parametrize(
+    "serve_args",
+    [
+        # The tuned profile's own read timeout (1 s); 2 handler threads as on a 2-CPU host.
+        ("--profile", "tuned", "--workers", "2"),
+        ("--profile", "default", "--workers", "2", "--read-timeout", "0.5"),
+    ],
+)
+def test_calls_that_send_only_headers_do_not_hold_the_server(
+    serve_args: tuple[str, ...], start_cli: StartCli
+) -> None:
+    process, address = start_cli(*serve_args, "--grace", "0")
+    host, port = address.rsplit(":", 1)
+    with grpc.insecure_channel(address) as channel:
+        echo = latency_pb2_grpc.LatencyServiceStub(channel).Echo
+        echo(latency_pb2.EchoRequest(), timeout=10)  # connected before the silent peers
+        # Four times the handler threads: grpcio gives each call a thread at its
+        # HEADERS and, without a bound, the thread waits there for good.
+        peers = [silent_peer(host, int(port)) for _ in range(6)]
+        peers += [silent_peer(host, int(port), HEALTH_CHECK) for _ in range(2)]
+        sent = time.monotonic()
+        reply = echo(latency_pb2.EchoRequest(request_id=3), timeout=3)
+        took = time.monotonic() - sent
+    assert reply.request_id == 3
+    # Read timeout, then 6 queued silent calls at 10 ms each on 2 threads.
+    assert took < 1.5, f"an honest call took {took:.2f} s behind 8 silent peers"
+    endings = [how_the_call_ended(*peer) for peer in peers]
+    for sock, _ in peers:
+        sock.close()
+    assert endings == ["1"] * len(peers), endings  # grpc-status 1: CANCELLED
+    stderr = stop_cli(process)
+    assert "Traceback" not in stderr, stderr
+
+
+def test_a_late_message_is_answered_within_the_read_timeout_and_cancelled_after_it() -> None:
+    running = start_server("127.0.0.1", 0, "default", read_timeout=0.5)
+    try:
+        request = latency_pb2.EchoRequest(request_id=8).SerializeToString()
+        message = b"\0" + len(request).to_bytes(4, "big") + request
+        slow, too_slow = (silent_peer("127.0.0.1", running.port) for _ in range(2))
+        opened = time.monotonic()
+        # Half the read timeout after the HEADERS, then half of it past the timeout.
+        for (sock, conn), after_headers in ((slow, 0.25), (too_slow, 0.75)):
+            time.sleep(max(0.0, opened + after_headers - time.monotonic()))
+            conn.send_data(1, message, end_stream=True)
+            sock.sendall(conn.data_to_send())
+        assert how_the_call_ended(*slow) == "0"
+        assert how_the_call_ended(*too_slow) == "1"  # CANCELLED
+        for sock, _ in (slow, too_slow):
+            sock.close()
+    finally:
+        running.stop(grace=None)
 
 
 def closed_loop_refusals(address: str, clients: int, requests: int) -> int:

@@ -45,7 +45,3 @@ def test_a_file_in_the_mount_takes_huge_pages(host):
         "m.close(); os.close(fd); os.unlink('/dev/hugepages-lowlatency/probe')"
     )
     assert int(host.check_output(f'python3 -c "{script}"')) == 95
-
-
-def test_thp_never(host):
-    assert "[never]" in read(host, "/sys/kernel/mm/transparent_hugepage/enabled")

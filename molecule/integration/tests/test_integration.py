@@ -69,8 +69,7 @@ def test_service_answers_its_health_check_only_on_its_address(host):
     pid = host.check_output(f"systemctl show -p MainPID --value {UNIT}")
     probe = json.loads(
         host.check_output(
-            f"{VENV}/bin/python /opt/lowlatency-service/libexec/service_probe.py"
-            f" --target 127.0.0.1:50051 --pid {pid}"
+            f"{VENV}/bin/lowlatency-service probe --target 127.0.0.1:50051 --pid {pid}"
         )
     )
     assert probe["status"] == "SERVING"

@@ -5,7 +5,7 @@ Python API (used by the tests and by ``compare``)::
     from lowlatency_service.serve import start_server
 
     running = start_server("127.0.0.1", 0, "tuned", cpus=[1], downstream=None,
-                           metrics_port=None, max_concurrent_rpcs=256)
+                           metrics_port=None, max_concurrent_rpcs=256, read_timeout=1.0)
     running.port         # the bound TCP port (the real one when 0 was asked for)
     running.address      # "127.0.0.1:PORT", for grpc.insecure_channel()
     running.metrics_port # None unless metrics_port was given
@@ -36,15 +36,19 @@ reports SERVING for "" and the service until shutdown begins, then
 NOT_SERVING; reflection is on.
 
 Clients that stop mid-request: grpcio gives a call a handler thread when
-its HEADERS arrive and the thread waits there for the request message. A
-reset connection ends that wait as soon as gRPC core reads the reset; a peer
-that stays connected but sends nothing holds the thread until the call's own
-deadline (grpc-timeout), until keepalive finds the peer dead (tuned: ping
-after 20 s idle, 5 s to answer; default: gRPC's 2 h), or until shutdown. A
+its HEADERS arrive (Echo is registered stream-unary so that the handler runs
+then, see ``method_handlers``) and the thread waits for the request message.
+The wait ends when the message is in, when the peer resets the stream or
+connection, or at the read timeout (``runtime.READ_TIMEOUT_S``, ``--read-timeout``),
+counted from the call's arrival: then ``ReadDeadlines`` cancels the call
+(the peer gets grpc-status CANCELLED and RST_STREAM) and the thread is free.
+A call that waited for its thread longer than that still gets
+``QUEUED_READ_GRACE_S``. So peers that send HEADERS and nothing more delay
+other calls by at most the read timeout plus that grace per queued silent
+call and thread, however many there are below ``max_concurrent_rpcs``. A
 connection that has not finished the HTTP/2 handshake is closed after
 ``runtime.HANDSHAKE_TIMEOUT_MS``. An honest client sends HEADERS and the
-message together and never sees these limits; clients without a deadline
-should set one.
+message together and never sees these limits.
 """
 
 from __future__ import annotations
@@ -52,15 +56,17 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -82,6 +88,9 @@ WARMUP_REQUESTS = 500
 # Requests that do not parse are counted and logged at most this often.
 INVALID_LOG_INTERVAL_S = 60.0
 DOWNSTREAM_CONNECT_TIMEOUT_S = 2.0
+# A call that waited for a handler thread past its read timeout gets this long
+# for its message (one already in gRPC core arrives within about 0.1 ms).
+QUEUED_READ_GRACE_S = 0.01
 
 _MASK64 = (1 << 64) - 1
 _LCG_MULTIPLIER = 6364136223846793005  # Knuth's MMIX constants
@@ -187,6 +196,7 @@ class InvalidRequestLog:
 
 
 _slot = threading.local()
+_T = TypeVar("_T")
 
 
 class SlotExecutor(futures.ThreadPoolExecutor):
@@ -204,8 +214,11 @@ class SlotExecutor(futures.ThreadPoolExecutor):
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN002, ANN003, ANN201
         slot: futures.Future[None] = futures.Future()
 
+        arrived = time.monotonic()
+
         def run() -> None:
             _slot.future = slot
+            _slot.arrived = arrived
             try:
                 fn(*args, **kwargs)
             finally:
@@ -215,6 +228,136 @@ class SlotExecutor(futures.ThreadPoolExecutor):
 
         super().submit(run)
         return slot
+
+
+class ReadDeadlines:
+    """Reads a call's one request message within the read timeout, or cancels the call.
+
+    One watchdog thread for the server. It sleeps until the earliest
+    deadline of the calls waiting for their message, and without any such
+    call until one is added, so the request path pays two dict operations
+    under an uncontended lock and no wake-up of its own.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting: dict[grpc.ServicerContext, float] = {}
+        self._wakes_at = math.inf  # when the watchdog wakes next; -inf while it runs
+        self._closed = False
+        self._thread = threading.Thread(target=self._watch, name="read-deadline", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def read(self, requests: Iterator[_T], context: grpc.ServicerContext, method: str) -> _T:
+        """The call's request message; ends the RPC (raises) when the call was cancelled, by
+        the peer or here because the message did not come in time.
+
+        The deadline counts from the call's arrival, the wait for a thread
+        included; a call that got its thread later than that still gets
+        ``QUEUED_READ_GRACE_S``, time enough for a message that is already
+        in, so a queue of calls that send nothing drains in that step per
+        call and thread instead of holding each thread for the full timeout.
+        A call half-closed without a message gets UNIMPLEMENTED, as from
+        grpcio's unary path.
+        """
+        now = time.monotonic()
+        arrived = getattr(_slot, "arrived", now)
+        self.add(context, max(arrived + self.timeout, now + QUEUED_READ_GRACE_S))
+        try:
+            request = next(requests, None)
+        except grpc.RpcError:  # the peer reset the stream
+            request = None
+        if request is not None:
+            self.discard(context)
+            return request
+        release_slot()
+        if not self.discard(context) or not context.is_active():
+            # Cancelled: the peer has its status and reset already; aborting only ends
+            # the handler without grpcio logging it as an application error.
+            context.abort(grpc.StatusCode.CANCELLED, f"no {method} request message in time")
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, f"{method} requires exactly one request message"
+        )
+
+    def bounded(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """`handler` with its one request read by :meth:`read`: unary-unary becomes
+        stream-unary, unary-stream stream-stream; others are returned as they are."""
+        if handler.request_streaming:
+            return handler
+        if not handler.response_streaming:
+            unary = handler.unary_unary
+
+            def call(requests: Iterator[object], context: grpc.ServicerContext) -> object:
+                return unary(self.read(requests, context, method), context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                call, handler.request_deserializer, handler.response_serializer
+            )
+        streaming = handler.unary_stream
+
+        def stream(requests: Iterator[object], context: grpc.ServicerContext) -> Iterator[object]:
+            yield from streaming(self.read(requests, context, method), context)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream, handler.request_deserializer, handler.response_serializer
+        )
+
+    def add_to_server(
+        self, add: Callable[[object, object], None], servicer: object, server: grpc.Server
+    ) -> None:
+        """Register a servicer through its generated ``add_*_to_server`` function, with
+        each method's request read within the read timeout (:meth:`bounded`)."""
+        reads = self
+
+        class Registrar:
+            def add_generic_rpc_handlers(self, _handlers: object) -> None:
+                pass  # the same handlers come to add_registered_method_handlers
+
+            def add_registered_method_handlers(
+                self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+            ) -> None:
+                bounded = {
+                    name: reads.bounded(handler, f"{service}/{name}")
+                    for name, handler in handlers.items()
+                }
+                server.add_generic_rpc_handlers(
+                    (grpc.method_handlers_generic_handler(service, bounded),)
+                )
+                server.add_registered_method_handlers(service, bounded)
+
+        add(servicer, Registrar())
+
+    def add(self, context: grpc.ServicerContext, deadline: float) -> None:
+        with self._cond:
+            self._waiting[context] = deadline
+            if deadline < self._wakes_at:
+                self._cond.notify()
+
+    def discard(self, context: grpc.ServicerContext) -> bool:
+        """Stop watching `context`; False when the watchdog has already cancelled it."""
+        with self._cond:
+            return self._waiting.pop(context, None) is not None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._closed:
+                self._wakes_at = -math.inf
+                now = time.monotonic()
+                for context, deadline in list(self._waiting.items()):
+                    if deadline <= now:
+                        del self._waiting[context]
+                        context.cancel()  # RST_STREAM CANCELLED to the peer; frees the thread
+                self._wakes_at = min(self._waiting.values(), default=math.inf)
+                self._cond.wait(None if self._wakes_at == math.inf else self._wakes_at - now)
 
 
 def release_slot() -> None:
@@ -228,7 +371,13 @@ class LatencyServicer:
     """Echo with deterministic work on the raw request bytes; no logging or locking on the
     request path."""
 
-    def __init__(self, downstream_target: str | None, channel: grpc.Channel | None) -> None:
+    def __init__(
+        self,
+        downstream_target: str | None,
+        channel: grpc.Channel | None,
+        requests: ReadDeadlines,
+    ) -> None:
+        self._requests = requests
         self._downstream_target = downstream_target
         self._downstream = (
             latency_pb2_grpc.LatencyServiceStub(channel).Echo if channel is not None else None
@@ -237,8 +386,15 @@ class LatencyServicer:
         self.invalid = InvalidRequestLog()
 
     def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        """The service's methods, bytes in and bytes out (no grpcio (de)serializers)."""
-        return {"Echo": grpc.unary_unary_rpc_method_handler(self.Echo)}
+        """The service's methods, bytes in and bytes out (no grpcio (de)serializers).
+
+        Echo is unary on the wire but registered as stream-unary: grpcio then
+        calls the handler when the call gets its thread, before the request
+        message is in, so the handler can bound the wait (``ReadDeadlines``). A unary
+        handler is called only once the message is in, and the thread waits
+        inside grpcio without a bound.
+        """
+        return {"Echo": grpc.stream_unary_rpc_method_handler(self.Echo)}
 
     def _fail(
         self, context: grpc.ServicerContext, start: float, code: grpc.StatusCode, details: str
@@ -248,8 +404,9 @@ class LatencyServicer:
         release_slot()
         context.abort(code, details)  # raises, ending the RPC with this status
 
-    def Echo(self, body: bytes, context: grpc.ServicerContext) -> bytes:  # the proto's name
+    def Echo(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         start = time.perf_counter()
+        body = self._requests.read(requests, context, "Echo")
         try:
             request = latency_pb2.EchoRequest.FromString(body)
         except DecodeError as exc:
@@ -305,11 +462,13 @@ class RunningServer:
     address: str
     profile: str
     workers: int
+    read_timeout: float
     metrics_port: int | None = None
     uds: str | None = None
     _downstream_channel: grpc.Channel | None = None
     _metrics_httpd: WSGIServer | None = None
     _executor: SlotExecutor | None = None
+    _deadlines: ReadDeadlines | None = None
     _stopped: bool = field(default=False, init=False)
 
     def enter_graceful_shutdown(self) -> None:
@@ -330,6 +489,8 @@ class RunningServer:
             self._metrics_httpd.server_close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+        if self._deadlines is not None:
+            self._deadlines.close()
 
 
 def _bind_address(host: str, port: int) -> str:
@@ -392,6 +553,7 @@ def start_server(
     metrics_host: str = "127.0.0.1",
     max_concurrent_rpcs: int | None = 256,
     uds: str | None = None,
+    read_timeout: float | None = None,
 ) -> RunningServer:
     """Start serving and return once the server is warm and SERVING (see module docstring)."""
     if profile not in runtime.PROFILES:
@@ -399,7 +561,10 @@ def start_server(
     if workers is None:
         workers = runtime.worker_threads(profile, cpus, blocking_calls=downstream is not None)
     channel = _connect_downstream(downstream, profile) if downstream else None
-    servicer = LatencyServicer(downstream, channel)
+    if read_timeout is None:
+        read_timeout = runtime.read_timeout(profile)
+    deadlines = ReadDeadlines(read_timeout)
+    servicer = LatencyServicer(downstream, channel, deadlines)
     health_servicer = health.HealthServicer()
     executor = SlotExecutor(max_workers=workers, thread_name_prefix="echo")
     server = grpc.server(
@@ -410,7 +575,7 @@ def start_server(
     handlers = servicer.method_handlers()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    deadlines.add_to_server(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
@@ -430,6 +595,7 @@ def start_server(
         raise OSError(f"cannot listen on {where}") from exc
     address = _bind_address(host, bound)
     server.start()
+    deadlines.start()
 
     if profile == "tuned":
         _warm_up(address, profile)
@@ -441,9 +607,11 @@ def start_server(
         address=address,
         profile=profile,
         workers=workers,
+        read_timeout=read_timeout,
         uds=uds,
         _downstream_channel=channel,
         _executor=executor,
+        _deadlines=deadlines,
     )
     if metrics_port is not None:
         metrics = Metrics()
@@ -471,6 +639,7 @@ def run(args: argparse.Namespace) -> int:
             metrics_host=args.metrics_host,
             max_concurrent_rpcs=args.max_concurrent_rpcs,
             uds=args.uds,
+            read_timeout=args.read_timeout,
         )
     except OSError as exc:
         # One line, no usage text: the arguments were fine, the port is not.
@@ -488,7 +657,11 @@ def run(args: argparse.Namespace) -> int:
 
     for measure in runtime.describe(args.profile):
         log.info("tuned measure %s: %s [%s]", measure.name, measure.summary, measure.status)
-    extras = [f"profile={args.profile}", f"workers={running.workers}"]
+    extras = [
+        f"profile={args.profile}",
+        f"workers={running.workers}",
+        f"read-timeout={running.read_timeout:g}s",
+    ]
     if cpus is not None:
         extras.append(f"cpus={runtime.format_cpulist(cpus)}")
     if args.downstream:

@@ -43,6 +43,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument(
@@ -69,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=DEFAULT_MAX_CONCURRENT_RPCS,
         help="RPCs in flight before new ones get RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=_positive_seconds,
+        metavar="S",
+        help="seconds a call may wait for its request message, from its arrival, before it "
+        "is cancelled (default: 5 with the default profile, 1 with tuned)",
     )
     parser.add_argument(
         "--downstream", metavar="HOST:PORT", help="chain mode: forward each request there first"

@@ -11,93 +11,48 @@ rtnetlink link event of a configured interface (``ip -o monitor link``).
 
     lowlatency-irq-affinity apply [IF ...]   apply once
     lowlatency-irq-affinity watch            apply, then after each link event
-    lowlatency-irq-affinity policy DEV IRQ   irqbalance --policyscript: ban our IRQs
 
 The configuration (written by the role) is JSON:
 ``{"interfaces": {"eth1": {"cpus": "0-1", "rps_cpus": "0-1", "xps_cpus": "spread"}}}``.
-IRQs are found as plugins/module_utils/irq.py finds them; keep the two in step.
+What to write comes from irq.py and cpus.py, the collection's module_utils that
+the irq_affinity module runs too; the role installs them beside this script.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import select
 import subprocess
 import sys
 import time
 
+from cpus import cpus_to_mask, format_cpulist, parse_cpulist, parse_mask
+from irq import Target, interface_exists, interface_targets, irq_names, under
+
 CONFIG = "/etc/lowlatency-tuning/irq-affinity.json"
 LINK_RE = re.compile(r"^(?:Deleted )?\d+: ([^:@\s]+)[@:]")
 SETTLE_SECONDS = 0.5
 
 
-def under(root: str, path: str) -> str:
-    return path if root in ("", "/") else os.path.join(root, path.lstrip("/"))
-
-
-def parse_cpulist(text: str) -> list[int]:
-    cpus: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        bounds = part.split("-", 1)
-        cpus.extend(range(int(bounds[0]), int(bounds[-1]) + 1))
-    return sorted(set(cpus))
-
-
-def to_mask(cpus: list[int]) -> str:
-    value = 0
-    for cpu in cpus:
-        value |= 1 << cpu
-    return f"{value:x}"
-
-
-def parse_mask(text: str) -> list[int]:
-    value = int(text.strip().replace(",", "") or "0", 16)
-    return [bit for bit in range(value.bit_length()) if value >> bit & 1]
-
-
-def msi_irqs(root: str, interface: str) -> list[int]:
-    device = under(root, f"/sys/class/net/{interface}/device")
-    for candidate in (device, os.path.join(device, "..")):
-        path = os.path.join(candidate, "msi_irqs")
-        if os.path.isdir(path):
-            return sorted(int(name) for name in os.listdir(path) if name.isdigit())
-    return []
-
-
-def queues(root: str, interface: str, kind: str) -> list[str]:
-    try:
-        names = os.listdir(under(root, f"/sys/class/net/{interface}/queues"))
-    except FileNotFoundError:
-        return []
-    picked = [name for name in names if name.startswith(kind + "-") and name[3:].isdigit()]
-    return sorted(picked, key=lambda name: int(name[3:]))
-
-
-def spread(cpus: list[int], count: int) -> list[list[int]]:
-    if count <= 0 or not cpus:
-        return [[] for index in range(max(count, 0))]
-    if len(cpus) >= count:
-        return [cpus[index::count] for index in range(count)]
-    return [[cpus[index % len(cpus)]] for index in range(count)]
-
-
-def put(root: str, path: str, want: list[int], notation: str) -> str | None:
-    """Write want unless path already holds it. Returns what happened, or None."""
+def put(root: str, target: Target) -> str | None:
+    """Write the target's CPUs unless its file holds them. Returns what happened, or None."""
+    path, want, notation = target.path, target.want, target.notation
     real = under(root, path)
     try:
         with open(real, encoding="utf-8") as handle:
             current = handle.read().strip()
-        have = parse_cpulist(current) if notation == "cpulist" else parse_mask(current)
+        have = (
+            parse_cpulist(current, allow_empty=True)
+            if notation == "cpulist"
+            else parse_mask(current)
+        )
     except (OSError, ValueError):
         return None
     if have == want:
         return None
-    text = ",".join(str(cpu) for cpu in want) if notation == "cpulist" else to_mask(want)
+    text = format_cpulist(want) if notation == "cpulist" else cpus_to_mask(want)
     try:
         with open(real, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -107,26 +62,19 @@ def put(root: str, path: str, want: list[int], notation: str) -> str | None:
 
 
 def apply_interface(root: str, interface: str, spec: dict[str, str | None]) -> list[str]:
-    done: list[str] = []
-    cpus = parse_cpulist(spec.get("cpus") or "")
-    for irq in msi_irqs(root, interface):
-        done.append(put(root, f"/proc/irq/{irq}/smp_affinity_list", cpus, "cpulist") or "")
-    base = f"/sys/class/net/{interface}/queues"
-    if spec.get("rps_cpus") is not None:
-        rps = parse_cpulist(spec["rps_cpus"] or "")
-        for queue in queues(root, interface, "rx"):
-            done.append(put(root, f"{base}/{queue}/rps_cpus", rps, "mask") or "")
-    xps = spec.get("xps_cpus")
-    if xps is not None:
-        tx = queues(root, interface, "tx")
-        if xps == "spread":
-            with open(under(root, "/sys/devices/system/cpu/online"), encoding="utf-8") as handle:
-                shares = spread(parse_cpulist(handle.read()), len(tx))
-        else:
-            shares = [parse_cpulist(xps)] * len(tx)
-        for queue, share in zip(tx, shares):
-            done.append(put(root, f"{base}/{queue}/xps_cpus", share, "mask") or "")
-    return [line for line in done if line]
+    with open(under(root, "/sys/devices/system/cpu/online"), encoding="utf-8") as handle:
+        online = parse_cpulist(handle.read())
+    rps, xps = spec.get("rps_cpus"), spec.get("xps_cpus")
+    targets = interface_targets(
+        root,
+        interface,
+        irq_names(root),
+        cpus=parse_cpulist(spec.get("cpus") or ""),
+        rps=None if rps is None else parse_cpulist(rps, allow_empty=True),
+        xps=xps if xps in (None, "spread") else parse_cpulist(xps, allow_empty=True),
+        online=online,
+    )
+    return [line for line in (put(root, target) for target in targets) if line]
 
 
 def load(path: str) -> dict[str, dict[str, str | None]]:
@@ -140,9 +88,7 @@ def load(path: str) -> dict[str, dict[str, str | None]]:
 def apply_all(root: str, config: dict[str, dict[str, str | None]], only: list[str]) -> int:
     changes = 0
     for interface, spec in config.items():
-        if only and interface not in only:
-            continue
-        if not os.path.isdir(under(root, f"/sys/class/net/{interface}")):
+        if (only and interface not in only) or not interface_exists(root, interface):
             continue
         for line in apply_interface(root, interface, spec):
             print(f"{interface}: {line}", flush=True)
@@ -177,13 +123,6 @@ def watch(root: str, config: dict[str, dict[str, str | None]]) -> int:
         deadline = None
 
 
-def policy(root: str, config: dict[str, dict[str, str | None]], irq: int) -> None:
-    for interface in config:
-        if irq in msi_irqs(root, interface):
-            print("ban=true")
-            return
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=CONFIG)
@@ -192,18 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     one = sub.add_parser("apply")
     one.add_argument("interfaces", nargs="*")
     sub.add_parser("watch")
-    ban = sub.add_parser("policy")
-    ban.add_argument("device")
-    ban.add_argument("irq", type=int)
     args = parser.parse_args(argv)
     try:
         config = load(args.config)
     except (OSError, ValueError, KeyError) as exc:
         print(f"cannot read {args.config}: {exc}", file=sys.stderr)
-        return 0 if args.command == "policy" else 2
-    if args.command == "policy":
-        policy(args.root, config, args.irq)
-        return 0
+        return 2
     if args.command == "watch":
         return watch(args.root, config)
     apply_all(args.root, config, args.interfaces)

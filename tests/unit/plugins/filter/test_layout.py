@@ -173,7 +173,7 @@ def test_refuses_overlap_and_gaps(topo):
         ({"isolated": "2-"}, "cpu_layout_isolated: invalid cpulist '2-'"),
         ({"housekeeping": "5-3"}, "cpu_layout_housekeeping: invalid cpulist '5-3'"),
         ({"isolated": "x"}, "'x' is not a CPU number"),
-        ({"smt": "maybe"}, "cpu_layout_smt must be 'on' or 'off'"),
+        ({"smt": "maybe"}, "smt_state must be 'on' or 'off'"),
         ({"housekeeping_cores_per_node": -1}, "must be a non-negative integer"),
     ],
 )

@@ -74,18 +74,44 @@ def test_rows_refuse_bad_reports(reports, message):
         verify_rows(reports)
 
 
-def test_table_has_header_rule_and_a_line_per_row():
-    lines = verify_table(verify_rows(REPORTS), width=20)
+def test_rows_add_a_skipped_row_per_role_that_did_not_report():
+    rows = verify_rows({"smt": REPORTS["smt"]}, roles=["kernel", "smt"])
+    assert [(row["role"], row["setting"], row["status"]) for row in rows] == [
+        ("smt", "/sys/devices/system/cpu/smt/control", "skipped"),
+        ("kernel", "kernel_report", "skipped"),
+    ]
+    assert rows[1]["reason"] == "the role did not run in this play"
+
+
+def test_rows_take_would_change():
+    entry = dict(REPORTS["smt"][0], status="would_change")
+    assert verify_rows({"smt": [entry]})[0]["status"] == "would_change"
+
+
+def test_table_has_header_rule_and_a_line_per_short_row():
+    lines = verify_table(verify_rows(REPORTS), width=40)
     assert lines[0].split() == ["role", "setting", "status", "expected", "actual", "reason"]
     assert set(lines[1].replace(" ", "")) == {"-"}
     assert len(lines) == 2 + 4
     assert "pending_reboot" in lines[3]
-    # Cells are cut at the width, with a marker.
-    assert "/proc/sys/vm/swap..." in lines[2]
     assert '{"nohz_full": "1"}' in lines[3]
 
 
-@pytest.mark.parametrize("width", [3, "wide"])
+def test_table_wraps_long_text_and_keeps_every_word():
+    reason = "irqbalance does not run: its unit's start conditions failed (ConditionCPUs=>1)"
+    row = dict(REPORTS["smt"][0], setting="irqbalance", reason=reason)
+    lines = verify_table(verify_rows({"irq": [row]}), width=20)
+    body = lines[2:]
+    assert len(body) > 1
+    start = lines[0].index("reason")
+    assert " ".join(line[start:].strip() for line in body) == reason
+    assert all(len(line[start:]) <= 20 for line in body)
+    # Continuation lines leave the other columns blank.
+    assert body[1][:start].strip() == ""
+    assert body[0].startswith("irq")
+
+
+@pytest.mark.parametrize("width", [3, "wide", True])
 def test_table_refuses_a_bad_width(width):
     with pytest.raises(AnsibleFilterError, match="width"):
         verify_table([], width=width)
@@ -104,6 +130,8 @@ def test_junit_suites_failures_and_skips():
     suites = {suite.get("name"): suite for suite in root.findall("testsuite")}
     assert set(suites) == {"h1.kernel", "h1.smt"}
     kernel = suites["h1.kernel"]
+    # Drift fails by default: drifted and would_change.
+    assert verify.DRIFT == ("drifted", "would_change")
     assert (kernel.get("tests"), kernel.get("failures"), kernel.get("skipped")) == ("3", "1", "1")
     failure = kernel.find("testcase[@name='/sys/kernel/mm/ksm/run']/failure")
     assert failure is not None

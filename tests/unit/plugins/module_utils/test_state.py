@@ -9,6 +9,8 @@ from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (
     StateError,
     list_owners,
     recorded,
+    report_entry,
+    text_diff,
 )
 
 
@@ -83,3 +85,26 @@ def test_unknown_version_refused(tmp_path):
 def test_unknown_kind_refused(tmp_path):
     with pytest.raises(StateError, match="unknown record kind"):
         RoleState("kernel", str(tmp_path)).record("grub", "/x", "1")
+
+
+def test_report_entry_takes_only_the_contract_statuses():
+    entry = report_entry("/x", "1", "0", "would_change", reason="why")
+    assert entry == {
+        "setting": "/x",
+        "expected": "1",
+        "actual": "0",
+        "status": "would_change",
+        "reason": "why",
+        "pending_reboot": False,
+    }
+    with pytest.raises(ValueError, match="'changed' is not one of applied, would_change"):
+        report_entry("/x", "1", "0", "changed")
+
+
+def test_text_diff_shows_absent_as_empty():
+    assert text_diff("/x", None, "1") == {
+        "before_header": "/x",
+        "after_header": "/x",
+        "before": "",
+        "after": "1\n",
+    }

@@ -19,6 +19,11 @@ def args(state_dir, path, **extra):
     return base
 
 
+def record_of(state_dir, path):
+    entries = json.loads((state_dir / "kernel.json").read_text())["entries"]
+    return entries["file"][str(path)]["original"]
+
+
 def test_record_and_restore_existing_file(module_runner, tmp_path, state_dir):
     grub = tmp_path / "etc/default/grub"
     grub.parent.mkdir(parents=True)
@@ -27,9 +32,8 @@ def test_record_and_restore_existing_file(module_runner, tmp_path, state_dir):
 
     first = module_runner(file_record, args(state_dir, grub))
     assert first["changed"] is True
-    assert first["status"] == "recorded"
-    assert first["existed"] is True
-    copy = first["copy"]
+    assert first["status"] == first["report"]["status"] == "applied"
+    copy = record_of(state_dir, grub)["copy"]
     assert Path(copy).read_text() == 'GRUB_CMDLINE_LINUX="quiet"\n'
     assert os.stat(copy).st_mode & 0o777 == 0o600
 
@@ -37,7 +41,7 @@ def test_record_and_restore_existing_file(module_runner, tmp_path, state_dir):
     grub.chmod(0o644)
     second = module_runner(file_record, args(state_dir, grub))
     assert second["changed"] is False
-    assert second["status"] == "unchanged"
+    assert second["status"] == "applied"
     assert Path(copy).read_text() == 'GRUB_CMDLINE_LINUX="quiet"\n', (
         "a second run must keep the first copy"
     )
@@ -58,7 +62,6 @@ def test_absent_file_is_deleted_on_restore(module_runner, tmp_path, state_dir):
     dropin = tmp_path / "etc/systemd/system/irqbalance.service.d/50-lowlatency.conf"
     recorded = module_runner(file_record, args(state_dir, dropin))
     assert recorded["changed"] is True
-    assert recorded["existed"] is False
     entry = json.loads((state_dir / "kernel.json").read_text())["entries"]["file"][str(dropin)]
     assert entry["original"] == {"exists": False}
 
@@ -73,8 +76,13 @@ def test_absent_file_is_deleted_on_restore(module_runner, tmp_path, state_dir):
 def test_check_mode_records_nothing(module_runner, tmp_path, state_dir):
     target = tmp_path / "conf"
     target.write_text("x\n")
-    result = module_runner(file_record, args(state_dir, target, _ansible_check_mode=True))
+    result = module_runner(
+        file_record, args(state_dir, target, _ansible_check_mode=True, _ansible_diff=True)
+    )
     assert result["changed"] is True
+    assert result["status"] == "would_change"
+    assert result["diff"]["before"] == ""
+    assert result["diff"]["after"] == f"{target}: original of {target} recorded\n"
     assert not state_dir.exists()
 
 
@@ -84,11 +92,23 @@ def test_check_mode_restore_changes_nothing(module_runner, tmp_path, state_dir):
     module_runner(file_record, args(state_dir, target))
     target.write_text("after\n")
     result = module_runner(
-        file_record, args(state_dir, target, state="absent", _ansible_check_mode=True)
+        file_record,
+        args(state_dir, target, state="absent", _ansible_check_mode=True, _ansible_diff=True),
     )
     assert result["changed"] is True
+    assert result["status"] == result["report"]["status"] == "would_change"
+    assert (result["diff"]["before"], result["diff"]["after"]) == ("after\n", "before\n")
     assert target.read_text() == "after\n"
     assert (state_dir / "kernel.json").exists()
+
+
+def test_diff_of_restoring_a_file_that_did_not_exist(module_runner, tmp_path, state_dir):
+    target = tmp_path / "dropin.conf"
+    module_runner(file_record, args(state_dir, target))
+    target.write_text("[Service]\n")
+    result = module_runner(file_record, args(state_dir, target, state="absent", _ansible_diff=True))
+    assert result["status"] == "restored"
+    assert (result["diff"]["before"], result["diff"]["after"]) == ("[Service]\n", "")
 
 
 def test_restore_without_record_is_unchanged(module_runner, tmp_path, state_dir):
@@ -96,7 +116,7 @@ def test_restore_without_record_is_unchanged(module_runner, tmp_path, state_dir)
     target.write_text("mine\n")
     result = module_runner(file_record, args(state_dir, target, state="absent"))
     assert result["changed"] is False
-    assert result["report"]["status"] == "skipped"
+    assert result["status"] == result["report"]["status"] == "skipped"
     assert target.read_text() == "mine\n"
 
 
@@ -114,7 +134,8 @@ def test_settings_and_files_share_one_record(module_runner, tmp_path, state_dir)
 def test_missing_copy_fails_and_keeps_record(module_runner, tmp_path, state_dir):
     target = tmp_path / "conf"
     target.write_text("x")
-    copy = module_runner(file_record, args(state_dir, target))["copy"]
+    module_runner(file_record, args(state_dir, target))
+    copy = record_of(state_dir, target)["copy"]
     os.unlink(copy)
     result = module_runner(file_record, args(state_dir, target, state="absent"))
     assert result["failed"] is True

@@ -132,14 +132,43 @@ def test_second_run_changes_nothing(module_runner, root, state_dir):
 
 
 def test_check_mode_predicts_without_writing(module_runner, root, state_dir):
+    (root / "proc/irq/30/smp_affinity_list").write_text("0-1\n")
     result = module_runner(
         irq_affinity,
-        args(root, state_dir, interfaces=["eth1"], cpus="0-1", _ansible_check_mode=True),
+        args(
+            root,
+            state_dir,
+            interfaces=["eth1"],
+            cpus="0-1",
+            _ansible_check_mode=True,
+            _ansible_diff=True,
+        ),
     )
     assert result["changed"] is True
     assert affinity(root, 31) == "0-3"
     assert not (state_dir / "irq.json").exists()
-    assert "would change" in result["report"][0]["reason"]
+    statuses = {entry["setting"]: entry["status"] for entry in result["report"]}
+    assert statuses["/proc/irq/30/smp_affinity_list"] == "applied"
+    assert statuses["/proc/irq/31/smp_affinity_list"] == "would_change"
+    assert result["report"][1]["actual"] == "0-3"
+    # Only what would change is in the diff.
+    assert [item["before_header"] for item in result["diff"]] == [
+        f"/proc/irq/{irq}/smp_affinity_list" for irq in (31, 32, 33, 34)
+    ]
+    assert (result["diff"][0]["before"], result["diff"][0]["after"]) == ("0-3\n", "0-1\n")
+
+
+def test_diff_of_a_restore(module_runner, root, state_dir):
+    module_runner(irq_affinity, args(root, state_dir, interfaces=["eth1"], cpus="0"))
+    check = module_runner(
+        irq_affinity,
+        args(root, state_dir, state="absent", _ansible_check_mode=True, _ansible_diff=True),
+    )
+    assert {entry["status"] for entry in check["report"]} == {"would_change"}
+    assert affinity(root, 31) == "0"
+    done = module_runner(irq_affinity, args(root, state_dir, state="absent", _ansible_diff=True))
+    assert done["diff"] == check["diff"]
+    assert (done["diff"][0]["before"], done["diff"][0]["after"]) == ("0\n", "0-3\n")
 
 
 def test_other_irqs_moved_only_when_outside(module_runner, root, state_dir):
@@ -170,15 +199,9 @@ def test_refused_irq_is_reported_not_fatal(module_runner, root, state_dir, monke
     monkeypatch.setattr(irq_affinity.Pinner, "write", write)
     result = module_runner(irq_affinity, args(root, state_dir, other_irqs=True, other_cpus="0-1"))
     assert "failed" not in result
-    assert result["refused"] == [
-        {
-            "irq": 0,
-            "name": "timer",
-            "reason": "the kernel refuses to move this IRQ: EIO (managed or per-CPU IRQ)",
-        }
-    ]
     entry = next(e for e in result["report"] if e["setting"] == "/proc/irq/0/smp_affinity_list")
     assert entry["status"] == "skipped"
+    assert entry["reason"] == "the kernel refuses to move this IRQ: EIO (managed or per-CPU IRQ)"
     assert affinity(root, 0) == "0-3"
     record = json.loads((state_dir / "irq.json").read_text())["entries"]["setting"]
     assert "/proc/irq/0/smp_affinity_list" not in record

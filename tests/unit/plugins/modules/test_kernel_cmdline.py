@@ -335,9 +335,16 @@ def test_check_mode_predicts_without_writing(host, run_module):
     assert result["pending_reboot"] == {"nohz_full": True}
     assert result["commands"] == [[str(host.path / "update-grub")]]
     assert "nohz_full=2-3" in result["diff"][0]["after"]
+    assert [(row["setting"], row["status"]) for row in result["report"]] == [
+        ("cmdline:nohz_full", "would_change")
+    ]
     assert host.grub() == GRUB
     assert host.updates() == 0
     assert not (host.path / "state").exists()
+    # Once written, check mode reads the boot loader as it is: waiting for a reboot.
+    run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}))
+    again = run_module(kernel_cmdline.main, host.args(args={"nohz_full": "2-3"}), check_mode=True)
+    assert [row["status"] for row in again["report"]] == ["pending_reboot"]
 
 
 def test_no_assignment_appends_one(host, run_module):

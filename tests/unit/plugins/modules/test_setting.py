@@ -10,6 +10,7 @@ from ansible_collections.lowlatency.tuning.plugins.modules import setting
 SWAPPINESS = "/proc/sys/vm/swappiness"
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 WQ_MASK = "/sys/devices/virtual/workqueue/cpumask"
+CHECK_DIFF = {"_ansible_check_mode": True, "_ansible_diff": True}
 
 
 @pytest.fixture
@@ -56,7 +57,6 @@ def test_write_records_original_and_reports(module_runner, tree, state_dir):
     assert result["status"] == "applied"
     assert knob(tree, SWAPPINESS).read_text() == "10"
     assert result["original"] == "60"
-    assert result["actual"] == "10"
     assert result["report"] == {
         "setting": SWAPPINESS,
         "expected": "10",
@@ -77,8 +77,7 @@ def test_second_run_is_unchanged(module_runner, tree, state_dir):
     before = (state_dir / "kernel.json").read_text()
     result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
     assert result["changed"] is False
-    assert result["status"] == "unchanged"
-    assert result["report"]["status"] == "applied"
+    assert result["status"] == result["report"]["status"] == "applied"
     assert (state_dir / "kernel.json").read_text() == before
 
 
@@ -94,12 +93,21 @@ def test_original_is_never_overwritten(module_runner, tree, state_dir):
     assert knob(tree, SWAPPINESS).read_text() == "60"
 
 
-def test_check_mode_writes_nothing(module_runner, tree, state_dir):
+def test_check_mode_says_would_change_with_a_diff(module_runner, tree, state_dir):
     result = module_runner(
-        setting, args(tree, state_dir, path=SWAPPINESS, value="10", _ansible_check_mode=True)
+        setting,
+        args(tree, state_dir, path=SWAPPINESS, value="10", reason="less swapping", **CHECK_DIFF),
     )
     assert result["changed"] is True
-    assert result["status"] == "applied"
+    assert result["status"] == result["report"]["status"] == "would_change"
+    assert (result["report"]["expected"], result["report"]["actual"]) == ("10", "60")
+    assert result["report"]["reason"] == "less swapping"
+    assert result["diff"] == {
+        "before_header": SWAPPINESS,
+        "after_header": SWAPPINESS,
+        "before": "60\n",
+        "after": "10\n",
+    }
     assert knob(tree, SWAPPINESS).read_text() == "60\n"
     assert not state_dir.exists()
 
@@ -107,9 +115,19 @@ def test_check_mode_writes_nothing(module_runner, tree, state_dir):
 def test_check_mode_predicts_unchanged(module_runner, tree, state_dir):
     result = module_runner(
         setting,
-        args(tree, state_dir, path=SWAPPINESS, value="60", compare="int", _ansible_check_mode=True),
+        args(tree, state_dir, path=SWAPPINESS, value="60", compare="int", **CHECK_DIFF),
     )
     assert result["changed"] is False
+    assert result["status"] == "applied"
+    assert result["diff"]["before"] == result["diff"]["after"] == "60\n"
+
+
+def test_diff_after_a_write_shows_what_the_kernel_reads_back(module_runner, tree, state_dir):
+    result = module_runner(
+        setting, args(tree, state_dir, path=SWAPPINESS, value="10", _ansible_diff=True)
+    )
+    assert (result["diff"]["before"], result["diff"]["after"]) == ("60\n", "10\n")
+    assert "diff" not in module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
 
 
 def test_already_set_records_nothing(module_runner, tree, state_dir):
@@ -118,8 +136,8 @@ def test_already_set_records_nothing(module_runner, tree, state_dir):
     assert not (state_dir / "kernel.json").exists()
     undo = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, state="absent"))
     assert undo["changed"] is False
-    assert undo["status"] == "unchanged"
-    assert undo["report"]["status"] == "skipped"
+    assert undo["status"] == undo["report"]["status"] == "skipped"
+    assert "nothing recorded" in undo["reason"]
     assert knob(tree, SWAPPINESS).read_text() == "60\n"
 
 
@@ -216,9 +234,12 @@ def test_drift_is_reported(module_runner, tree, state_dir, monkeypatch):
 def test_restore_check_mode_keeps_record(module_runner, tree, state_dir):
     module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="10"))
     result = module_runner(
-        setting, args(tree, state_dir, path=SWAPPINESS, state="absent", _ansible_check_mode=True)
+        setting,
+        args(tree, state_dir, path=SWAPPINESS, state="absent", **CHECK_DIFF),
     )
     assert result["changed"] is True
+    assert result["status"] == "would_change"
+    assert (result["diff"]["before"], result["diff"]["after"]) == ("10\n", "60\n")
     assert knob(tree, SWAPPINESS).read_text() == "10"
     assert SWAPPINESS in record(state_dir)["entries"]["setting"]
 
@@ -228,7 +249,7 @@ def test_restore_drops_record_file(module_runner, tree, state_dir):
     result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, state="absent"))
     assert result["changed"] is True
     assert result["report"]["status"] == "restored"
-    assert result["expected"] == "60"
+    assert result["report"]["expected"] == "60"
     assert not (state_dir / "kernel.json").exists()
     again = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, state="absent"))
     assert again["changed"] is False
