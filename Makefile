@@ -94,7 +94,7 @@ lock:  ## re-pin requirements-dev.txt from a fresh resolution
 	rm -rf build/lock && $(PYTHON) -m venv build/lock
 	build/lock/bin/pip install -q ansible-core==2.19.* molecule pytest-testinfra ansible-lint \
 	  grpcio grpcio-tools grpcio-health-checking grpcio-reflection protobuf hdrhistogram \
-	  jinja2 prometheus-client matplotlib yamllint ruff pytest mitogen
+	  jinja2 prometheus-client matplotlib yamllint ruff pytest mitogen py-spy
 	{ head -2 requirements-dev.txt; build/lock/bin/pip freeze | grep -v -E '^(pip|setuptools|wheel)=='; } > requirements-dev.txt.new
 	mv requirements-dev.txt.new requirements-dev.txt
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
-from lowlatency_service import gate, generic_call, loadgen, runtime
+from lowlatency_service import gate, generic_call, loadgen, profiling, runtime, service_process
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
 from lowlatency_service.bench_args import make_parents
 from lowlatency_service.errors import UsageError
@@ -398,6 +398,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--import-path is where --proto's imports are found; give --proto")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("mutual TLS needs both --tls-cert and --tls-key")
+    if args.profile_on_failure and not args.json:
+        raise UsageError("--profile-on-failure writes its files next to --json; give --json")
 
 
 def _measure(
@@ -450,6 +452,34 @@ def _write_files(
         if outcome.uncorrected is not None:
             curves[label + " uncorrected"] = outcome.uncorrected
         plot_percentiles(curves, args.plot, title)
+
+
+def _profiled_load(args: argparse.Namespace, raw: RawCall | None) -> profiling.Load:
+    """The measured run's load again, for a duration, on a new channel (nothing measured)."""
+
+    def load(seconds: float) -> dict[str, object]:
+        try:
+            channel = _connect(args)
+        except TargetUnreachable as exc:
+            return {"error": str(exc)}
+        with channel:
+            plan = loadgen.Plan(args.concurrency, duration_s=seconds, rate=args.rate)
+            outcome = _load(channel, args, raw, plan, loadgen.Progress())
+        return {
+            "requests": outcome.histogram.get_total_count(),
+            "errors": outcome.errors,
+            "duration_s": round(outcome.elapsed_s, 3),
+        }
+
+    return load
+
+
+def _profile(args: argparse.Namespace, raw: RawCall | None) -> dict[str, object]:
+    found = service_process.find(args.target, args.service_pid)
+    load = _profiled_load(args, raw)
+    profile = profiling.capture(found, args.profiler, args.profile_seconds, args.json, load)
+    print(profile.line(), file=sys.stderr)
+    return profile.as_dict()
 
 
 def _unreachable(args: argparse.Namespace, reason: str) -> int:
@@ -523,6 +553,12 @@ def run(args: argparse.Namespace) -> int:
     limits = gate.Limits(args.max_p50_us, args.max_p99_us, args.max_p999_us, args.max_tail_ratio)
     verdict = gate.judge(summary, limits, outcome.errors_by_code, lost)
     result = _result(args, raw, summary, outcome, cost, verdict=verdict, phase=phase)
+    if args.profile_on_failure:
+        result["profiling"] = (
+            _profile(args, raw)
+            if verdict.outcome == "breached"
+            else profiling.Profile("skipped", f"the gate's outcome is {verdict.outcome}").as_dict()
+        )
     _write_files(args, result, outcome, label=label, title=f"{args.target} {mode}")
     print(verdict.message, file=sys.stderr)
     return verdict.exit_code

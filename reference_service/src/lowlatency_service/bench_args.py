@@ -24,6 +24,8 @@ MIN_RATE, MAX_RATE = 1.0, 1_000_000.0
 MAX_DURATION_S = 86_400.0
 # histogram.HIGHEST_NS: a longer deadline would record latencies the histogram clips.
 MAX_TIMEOUT_S = 60.0
+PROFILERS = ("auto", "py-spy", "perf")
+MAX_PROFILE_SECONDS = 600
 
 EXIT_HELP = """\
 exit status (the verdict, also written to --json as "verdict"):
@@ -62,6 +64,9 @@ JSON keys (--json):
   verdict             passed, exit_code, outcome (passed|breached|unreachable|
                       target_lost), breaches [{figure, value, limit}],
                       errors_by_code {CODE: count}, message
+  profiling           --profile-on-failure only: status (recorded|skipped|
+                      failed), reason, profiler, pid, seconds, samples,
+                      svg, raw, folded (paths), top_frames, load
   An unreachable target writes only target, profile and verdict.
 """
 
@@ -182,6 +187,54 @@ def input_dir(text: str) -> str:
     if not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text} is not a directory")
     return text
+
+
+def service_pid(text: str) -> int:
+    value = positive_int(text)
+    if not os.path.isdir(f"/proc/{value}"):
+        raise argparse.ArgumentTypeError(f"no process {value} on this host")
+    return value
+
+
+def profile_seconds(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_PROFILE_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_PROFILE_SECONDS}, not {value}")
+    return value
+
+
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    profile = parser.add_argument_group(
+        "profile when the gate fails (the profiler, not the load, reads the service)"
+    )
+    profile.add_argument(
+        "--service-pid",
+        type=service_pid,
+        metavar="PID",
+        help="the service's process on this host (default: the local process listening "
+        "on the target's port)",
+    )
+    profile.add_argument(
+        "--profile-on-failure",
+        action="store_true",
+        help="on a breach (exit 1), repeat the load for --profile-seconds while a sampling "
+        "profiler records the service; a flame graph SVG and the raw profile are written "
+        "next to --json (needs --json; the exit status stays 1)",
+    )
+    profile.add_argument(
+        "--profile-seconds",
+        type=profile_seconds,
+        default=5,
+        metavar="S",
+        help="length of the profiled load (default %(default)s)",
+    )
+    profile.add_argument(
+        "--profiler",
+        choices=PROFILERS,
+        default="auto",
+        help="auto = py-spy for a Python service, perf record -g for any other "
+        "(default %(default)s)",
+    )
 
 
 def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
@@ -328,6 +381,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot", type=output_path, metavar="FILE.png", help="write a latency-by-percentile plot"
     )
     _add_call_arguments(parser)
+    _add_profile_arguments(parser)
     gate = parser.add_argument_group("gate (exit status 1 when a limit is breached)")
     gate.add_argument("--max-p50-us", type=positive_float, metavar="X", help="limit of p50 (us)")
     gate.add_argument("--max-p99-us", type=positive_float, metavar="X", help="limit of p99 (us)")
