@@ -16,6 +16,7 @@ the JSON and returns its exit status (see EXIT_HELP in bench_args).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -28,12 +29,26 @@ from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
-from lowlatency_service import gate, generic_call, loadgen, profiling, runtime, service_process
+from lowlatency_service import (
+    gate,
+    generic_call,
+    loadgen,
+    profiling,
+    runtime,
+    service_process,
+    soak,
+)
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
 from lowlatency_service.bench_args import make_parents
 from lowlatency_service.errors import UsageError
 from lowlatency_service.generic_call import RawCall
-from lowlatency_service.histogram import Summary, new_histogram, summarize, write_log
+from lowlatency_service.histogram import (
+    Summary,
+    new_histogram,
+    summarize,
+    write_intervals,
+    write_log,
+)
 from lowlatency_service.rawtcp import split_target
 from lowlatency_service.report import table
 
@@ -339,6 +354,7 @@ def _result(
     *,
     verdict: gate.Verdict,
     phase: str,
+    soak_keys: dict[str, object] | None = None,
 ) -> dict:
     """Everything bench's JSON holds (keys listed in bench_args.EXIT_HELP)."""
     result: dict[str, object] = dict(summary.to_dict())
@@ -370,6 +386,7 @@ def _result(
     if outcome.uncorrected is not None:
         uncorrected = summarize(outcome.uncorrected, outcome.errors, outcome.up_s)
         result["uncorrected"] = uncorrected.to_dict()
+    result.update(soak_keys or {})
     result["verdict"] = verdict.as_dict()
     return result
 
@@ -400,15 +417,21 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("mutual TLS needs both --tls-cert and --tls-key")
     if args.profile_on_failure and not args.json:
         raise UsageError("--profile-on-failure writes its files next to --json; give --json")
+    soak.check(args)
 
 
 def _measure(
-    channel: grpc.Channel, args: argparse.Namespace, raw: RawCall | None, label: str
+    channel: grpc.Channel,
+    args: argparse.Namespace,
+    raw: RawCall | None,
+    label: str,
+    sampler: soak.Sampler | None = None,
 ) -> tuple[loadgen.Outcome, dict[str, float], str]:
     """Warm up, apply the after-warm-up measures, then the measured run and its client cost.
 
     The last item is the phase the outcome is from: "measured", or "warm-up"
     when the target was lost during the warm-up (then nothing was measured).
+    A soak's sampler splits the measured run into its windows.
     """
     progress = loadgen.Progress()
     if args.warmup:
@@ -420,12 +443,14 @@ def _measure(
             return outcome, {}, "warm-up"
     runtime.after_warmup(args.profile)
     plan = loadgen.Plan(args.concurrency, args.requests, args.duration, args.rate)
+    progress = loadgen.Progress(sampler.windows if sampler is not None else None)
     before = resource.getrusage(resource.RUSAGE_SELF)
-    if sys.stderr.isatty():
-        with _ProgressLine(progress, label):
+    with sampler or contextlib.nullcontext():
+        if sys.stderr.isatty():
+            with _ProgressLine(progress, label):
+                outcome = _load(channel, args, raw, plan, progress)
+        else:
             outcome = _load(channel, args, raw, plan, progress)
-    else:
-        outcome = _load(channel, args, raw, plan, progress)
     cost = client_cost(before, outcome.histogram.get_total_count() + outcome.errors)
     return outcome, cost, "measured"
 
@@ -437,21 +462,34 @@ def _write_json(path: str, result: dict) -> None:
 
 
 def _write_files(
-    args: argparse.Namespace, result: dict, outcome: loadgen.Outcome, *, label: str, title: str
+    args: argparse.Namespace,
+    result: dict,
+    outcome: loadgen.Outcome,
+    *,
+    label: str,
+    title: str,
+    soaked: tuple[soak.WindowSet, soak.SoakResult] | None = None,
 ) -> None:
+    """The JSON, the HdrHistogram log (one interval per soak window) and the plots."""
     make_parents(args.json, args.hdr_log, args.plot)
     if args.json:
         _write_json(args.json, result)
     if args.hdr_log:
-        end = outcome.started_at + outcome.up_s
-        write_log(outcome.histogram, args.hdr_log, outcome.started_at, end, label)
+        if soaked is not None:
+            window_set = soaked[0]
+            write_intervals(window_set.histograms(), args.hdr_log, window_set.started_at, label)
+        else:
+            end = outcome.started_at + outcome.up_s
+            write_log(outcome.histogram, args.hdr_log, outcome.started_at, end, label)
     if args.plot:
-        from lowlatency_service.plot import plot_percentiles  # noqa: PLC0415  # needs matplotlib
+        from lowlatency_service import plot  # noqa: PLC0415  # needs matplotlib
 
         curves = {label: outcome.histogram}
         if outcome.uncorrected is not None:
             curves[label + " uncorrected"] = outcome.uncorrected
-        plot_percentiles(curves, args.plot, title)
+        plot.plot_percentiles(curves, args.plot, title)
+        if soaked is not None:
+            plot.plot_windows(soaked[1].windows, plot.windows_path(args.plot), title)
 
 
 def _profiled_load(args: argparse.Namespace, raw: RawCall | None) -> profiling.Load:
@@ -530,7 +568,11 @@ def run(args: argparse.Namespace) -> int:
             raw: RawCall | None = generic_call.resolve(channel, args, pool)
         else:
             raw = raw_echo(args) if args.profile == "tuned" else None
-        outcome, cost, phase = _measure(channel, args, raw, label)
+        sampler = None
+        if args.window is not None:
+            source = soak.process_source(args)
+            sampler = soak.Sampler(soak.WindowSet(args.window, args.duration), source.read)
+        outcome, cost, phase = _measure(channel, args, raw, label, sampler)
 
     summary = summarize(outcome.histogram, outcome.errors, outcome.up_s)
     mode = f"open loop {args.rate:g} req/s" if args.rate is not None else "closed loop"
@@ -549,16 +591,35 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines))
     if outcome.first_error:
         print(f"first error: {outcome.first_error}", file=sys.stderr)
+    soaked, soak_keys = None, None
+    if sampler is not None and sampler.windows.started.is_set():
+        soaked = (sampler.windows, soak.finish(sampler))
+        print("\n".join(soak.report_lines(soaked[1], source)))
+        if sampler.error:
+            print(f"service process figures: {sampler.error}", file=sys.stderr)
+        soak_keys = soak.json_keys(sampler.windows, soaked[1], source, sampler.error)
 
-    limits = gate.Limits(args.max_p50_us, args.max_p99_us, args.max_p999_us, args.max_tail_ratio)
-    verdict = gate.judge(summary, limits, outcome.errors_by_code, lost)
-    result = _result(args, raw, summary, outcome, cost, verdict=verdict, phase=phase)
+    limits = gate.Limits(
+        args.max_p50_us,
+        args.max_p99_us,
+        args.max_p999_us,
+        args.max_tail_ratio,
+        args.max_window_p999_us,
+        args.max_p999_drift,
+        args.max_rss_growth_mb,
+    )
+    figures = soaked[1].figures if soaked is not None else None
+    verdict = gate.judge(summary, limits, outcome.errors_by_code, lost, figures)
+    result = _result(
+        args, raw, summary, outcome, cost, verdict=verdict, phase=phase, soak_keys=soak_keys
+    )
     if args.profile_on_failure:
         result["profiling"] = (
             _profile(args, raw)
             if verdict.outcome == "breached"
             else profiling.Profile("skipped", f"the gate's outcome is {verdict.outcome}").as_dict()
         )
-    _write_files(args, result, outcome, label=label, title=f"{args.target} {mode}")
+    title = f"{args.target} {mode}"
+    _write_files(args, result, outcome, label=label, title=title, soaked=soaked)
     print(verdict.message, file=sys.stderr)
     return verdict.exit_code

@@ -22,6 +22,8 @@ MAX_CONCURRENCY = 4096
 # A slower open loop leaves each slot idle for minutes; a faster one no Python client keeps.
 MIN_RATE, MAX_RATE = 1.0, 1_000_000.0
 MAX_DURATION_S = 86_400.0
+# Shorter soak windows hold too few requests for a p99.9 at the rates a Python client keeps.
+MIN_WINDOW_S = 0.1
 # histogram.HIGHEST_NS: a longer deadline would record latencies the histogram clips.
 MAX_TIMEOUT_S = 60.0
 PROFILERS = ("auto", "py-spy", "perf")
@@ -68,6 +70,20 @@ JSON keys (--json):
                       failed), reason, profiler, pid, seconds, samples,
                       svg, raw, folded (paths), top_frames, load
   An unreachable target writes only target, profile and verdict.
+
+  With --window (a soak), also:
+  window_s            the window length (s)
+  windows             one entry per window: index, start_s, end_s (s from the
+                      run's start), the run's keys p50_us ... errors,
+                      throughput_rps for that window, and the service's
+                      rss_mb (MiB, at the window's end), threads (null when
+                      not known) and cpu_s (CPU seconds used in the window)
+  soak                window_p999_us (the worst window), p999_drift and
+                      drift_windows (how many first and last windows it
+                      compares), rss_start_mb, rss_end_mb, rss_growth_mb,
+                      rss_slope_mb_per_h, process_source (proc, metrics or
+                      null), pid, metrics_url, process_error
+  --hdr-log then holds one interval per window.
 """
 
 
@@ -237,6 +253,32 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def metrics_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, not {text!r}")
+    return text
+
+
+def _add_soak_arguments(parser: argparse.ArgumentParser) -> None:
+    soak = parser.add_argument_group(
+        "soak (with --duration): one histogram per window, the service's process figures "
+        "per window; open loop (--rate) recommended, so that stalls are not hidden"
+    )
+    soak.add_argument(
+        "--window",
+        type=bounded_float(MIN_WINDOW_S, MAX_DURATION_S),
+        metavar="S",
+        help="split the measured run into windows of S seconds",
+    )
+    soak.add_argument(
+        "--metrics-url",
+        type=metrics_url,
+        metavar="URL",
+        help="read the service's RSS, threads and CPU from its Prometheus metrics "
+        "(process_* metrics) instead of /proc of --service-pid or of the local listener",
+    )
+
+
 def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
     call = parser.add_argument_group(
         "any unary method (without --call: lowlatency.v1.LatencyService/Echo)"
@@ -382,6 +424,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_call_arguments(parser)
     _add_profile_arguments(parser)
+    _add_soak_arguments(parser)
     gate = parser.add_argument_group("gate (exit status 1 when a limit is breached)")
     gate.add_argument("--max-p50-us", type=positive_float, metavar="X", help="limit of p50 (us)")
     gate.add_argument("--max-p99-us", type=positive_float, metavar="X", help="limit of p99 (us)")
@@ -391,4 +434,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_float,
         metavar="X",
         help="limit of p99.9 / p50; any request error fails the gate too",
+    )
+    gate.add_argument(
+        "--max-window-p999-us",
+        type=positive_float,
+        metavar="X",
+        help="soak: limit of every window's p99.9 (us)",
+    )
+    gate.add_argument(
+        "--max-p999-drift",
+        type=positive_float,
+        metavar="X",
+        help="soak: limit of mean p99.9 of the last tenth of the windows over the first "
+        "tenth (at least one window each), e.g. 1.2",
+    )
+    gate.add_argument(
+        "--max-rss-growth-mb",
+        type=positive_float,
+        metavar="X",
+        help="soak: limit of the service's RSS growth from the run's start to its end (MiB)",
     )

@@ -24,6 +24,27 @@ class Limits:
     max_p99_us: float | None = None
     max_p999_us: float | None = None
     max_tail_ratio: float | None = None
+    max_window_p999_us: float | None = None
+    max_p999_drift: float | None = None
+    max_rss_growth_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class WindowFigures:
+    """What a windowed run (soak) is gated on; None where it could not be measured."""
+
+    window_p999_us: float | None = None  # the worst window's p99.9
+    p999_drift: float | None = None  # mean p99.9 of the last windows / of the first
+    rss_growth_mb: float | None = None  # the service's RSS at the end minus at the start, MiB
+
+
+# Printed names of the figures that are latencies in us.
+_LATENCY_NAMES = {
+    "p50_us": "p50",
+    "p99_us": "p99",
+    "p999_us": "p99.9",
+    "window_p999_us": "worst window p99.9",
+}
 
 
 @dataclass(frozen=True)
@@ -40,18 +61,25 @@ class Breach:
             return f"{count} error{'s' if count != 1 else ''}"
         if self.figure == "tail_ratio":
             return f"p99.9/p50 = {self.value:.3f} > limit {self.limit:.3f}"
-        name = {"p50_us": "p50", "p99_us": "p99", "p999_us": "p99.9"}[self.figure]
+        if self.figure == "p999_drift":
+            return f"p99.9 drift (last/first windows) = {self.value:.3f} > limit {self.limit:.3f}"
+        if self.figure == "rss_growth_mb":
+            return f"service RSS growth = {self.value:.1f} MiB > limit {self.limit:.1f} MiB"
+        name = _LATENCY_NAMES[self.figure]
         return f"{name} = {self.value:.1f} us > limit {self.limit:.1f} us"
 
     def as_dict(self) -> dict[str, float | str]:
         return {"figure": self.figure, "value": self.value, "limit": self.limit}
 
 
-def breaches(summary: Summary, limits: Limits) -> list[Breach]:
-    """Every limit the summary breaks, each with the figure, its value and its limit.
+def breaches(
+    summary: Summary, limits: Limits, windows: WindowFigures | None = None
+) -> list[Breach]:
+    """Every limit the summary (and a soak's window figures) breaks, with figure, value and limit.
 
     Any request error is a breach (limit 0): a service that fails requests
-    fast must not pass a latency gate.
+    fast must not pass a latency gate. A window figure that could not be
+    measured (None) is not judged.
     """
     found = []
     if summary.errors:
@@ -62,8 +90,14 @@ def breaches(summary: Summary, limits: Limits) -> list[Breach]:
         ("p999_us", summary.p999_us, limits.max_p999_us),
         ("tail_ratio", round(summary.tail_ratio, 3), limits.max_tail_ratio),
     )
+    if windows is not None:
+        checks += (
+            ("window_p999_us", windows.window_p999_us, limits.max_window_p999_us),
+            ("p999_drift", windows.p999_drift, limits.max_p999_drift),
+            ("rss_growth_mb", windows.rss_growth_mb, limits.max_rss_growth_mb),
+        )
     for figure, value, limit in checks:
-        if limit is not None and value > limit:
+        if limit is not None and value is not None and value > limit:
             found.append(Breach(figure, value, limit))
     return found
 
@@ -107,9 +141,10 @@ def judge(
     limits: Limits,
     errors_by_code: Mapping[str, int],
     lost: str | None = None,
+    windows: WindowFigures | None = None,
 ) -> Verdict:
     """The verdict of a run; ``lost`` is the one line saying when the target was lost."""
-    found = tuple(breaches(summary, limits))
+    found = tuple(breaches(summary, limits, windows))
     parts = [b.text() for b in found]
     if found and found[0].figure == "errors" and errors_by_code:
         parts[0] += f" ({codes_text(errors_by_code)})"

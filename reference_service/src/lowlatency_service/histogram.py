@@ -95,14 +95,23 @@ def summarize(histogram: HdrHistogram, errors: int, elapsed_s: float) -> Summary
 
 
 def write_log(histogram: HdrHistogram, path: str, start_s: float, end_s: float, tag: str) -> None:
-    """Write the run as a standard HdrHistogram interval log (values in ns).
+    """Write the run as a standard HdrHistogram interval log (values in ns), one interval.
 
     HistogramLogAnalyzer and hdr-plot read it; the max column is in ms, as
     those tools expect of nanosecond histograms.
     """
-    start_ms = int(start_s * 1000)
-    histogram.set_start_time_stamp(start_ms)
+    histogram.set_start_time_stamp(int(start_s * 1000))
     histogram.set_end_time_stamp(int(end_s * 1000))
+    write_intervals([histogram], path, start_s, tag)
+
+
+def write_intervals(intervals: Iterable[HdrHistogram], path: str, start_s: float, tag: str) -> None:
+    """Write histograms stamped with their start and end (ms since the epoch) as one log.
+
+    ``start_s`` (seconds since the epoch) is the log's StartTime and BaseTime:
+    interval time stamps are relative to it.
+    """
+    start_ms = int(start_s * 1000)
     with open(path, "w", encoding="utf-8") as handle:
         writer = HistogramLogWriter(handle)
         writer.output_comment(f"[Logged with lowlatency-service bench, {tag}, values in ns]")
@@ -116,7 +125,8 @@ def write_log(histogram: HdrHistogram, path: str, start_s: float, end_s: float, 
         writer.output_base_time(start_ms)
         writer.base_time = start_ms
         writer.output_legend()
-        writer.output_interval_histogram(histogram)
+        for histogram in intervals:
+            writer.output_interval_histogram(histogram)
 
 
 def read_log(path: str) -> HdrHistogram:

@@ -28,10 +28,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hdrh.histogram import HdrHistogram
 
 from lowlatency_service.histogram import merge, new_histogram, record_ns
+
+if TYPE_CHECKING:
+    from lowlatency_service.soak import WindowRecorder, WindowSet
 
 # A blocking request: returns when answered, raises one of the failure types otherwise.
 Call = Callable[[], None]
@@ -151,6 +155,7 @@ class _Slot:
 
     histogram: HdrHistogram = field(default_factory=new_histogram)
     uncorrected: HdrHistogram | None = None
+    windows: WindowRecorder | None = None  # soak only: the slot's histogram of its window
 
 
 class _Watch:
@@ -164,10 +169,17 @@ class _Watch:
     failure stops the load.
     """
 
-    def __init__(self, slots: Sequence[_Slot], budget: _Budget, started_ns: int) -> None:
+    def __init__(
+        self,
+        slots: Sequence[_Slot],
+        budget: _Budget,
+        started_ns: int,
+        windows: WindowSet | None = None,
+    ) -> None:
         self._slots = slots
         self._budget = budget
         self._started_ns = started_ns
+        self._windows = windows
         self._lock = threading.Lock()
         self.errors: Counter[str] = Counter()
         self.in_flight: Counter[str] = Counter()
@@ -182,6 +194,8 @@ class _Watch:
     def failed(self, failure: Failure, sent_ns: int) -> None:
         now = time.perf_counter_ns()
         with self._lock:
+            if self._windows is not None:
+                self._windows.failed(now)
             if self.first_error is None:
                 self.first_error = failure.line
             if self.lost_ns is not None and self._answered() > self._answered_at_loss:
@@ -227,9 +241,14 @@ class _Watch:
 
 
 class Progress:
-    """Completed-request count of a running load, for a progress line."""
+    """Completed-request count of a running load, for a progress line.
 
-    def __init__(self) -> None:
+    ``windows`` (a soak) also splits the run into windows: the load starts
+    them with the run and records every answer into its window too.
+    """
+
+    def __init__(self, windows: WindowSet | None = None) -> None:
+        self.windows = windows
         self._slots: Sequence[_Slot] = ()
         self._watch: _Watch | None = None
 
@@ -265,11 +284,14 @@ def _run_slot_threads(
     plan: Plan,
     progress: Progress,
 ) -> Outcome:
-    slots = [_Slot() for _ in range(calls)]
+    windows = progress.windows
+    slots = [_Slot(windows=windows.recorder() if windows else None) for _ in range(calls)]
     started_at = time.time()
     started_ns = time.perf_counter_ns()
     budget = _Budget(plan)
-    watch = _Watch(slots, budget, started_ns)
+    watch = _Watch(slots, budget, started_ns, windows)
+    if windows is not None:
+        windows.start(started_ns, started_at)
     progress.attach(slots, watch)
     crashed: list[BaseException] = []
 
@@ -307,6 +329,7 @@ def run_threads(
         call = calls[index]
         clock = time.perf_counter_ns
         histogram = slot.histogram
+        windows = slot.windows
         while budget.take():
             sent = clock()
             try:
@@ -314,7 +337,10 @@ def run_threads(
             except failures as exc:
                 watch.failed(classify(exc), sent)
                 continue
-            record_ns(histogram, clock() - sent)
+            answered = clock()
+            record_ns(histogram, answered - sent)
+            if windows is not None:
+                windows.record(answered, answered - sent)
 
     return _run_slot_threads(loop, len(calls), plan, progress or Progress())
 
@@ -337,6 +363,7 @@ def run_open_loop(
         call = calls[index]
         clock = time.perf_counter_ns
         slot.uncorrected = new_histogram()
+        windows = slot.windows
         step = 0
         while budget.take():
             intended = first_ns + int((index + step * slots_n) * gap_ns)
@@ -353,6 +380,8 @@ def run_open_loop(
             answered = clock()
             record_ns(slot.histogram, answered - intended)
             record_ns(slot.uncorrected, answered - sent)
+            if windows is not None:
+                windows.record(answered, answered - intended)
 
     return _run_slot_threads(loop, slots_n, plan, progress or Progress())
 
@@ -372,7 +401,8 @@ class Outstanding:
         self._plan = plan
         self._submit = bind(self.done)
         self._progress = progress or Progress()
-        self._slot = _Slot()
+        windows = self._progress.windows
+        self._slot = _Slot(windows=windows.recorder() if windows else None)
         self._sent_ns = [0] * plan.concurrency
         self._answers: queue.SimpleQueue[tuple[int, int, Failure | None]] = queue.SimpleQueue()
 
@@ -383,9 +413,13 @@ class Outstanding:
         started_at = time.time()
         started_ns = time.perf_counter_ns()
         budget = _Budget(self._plan)
-        watch = _Watch([self._slot], budget, started_ns)
+        window_set = self._progress.windows
+        watch = _Watch([self._slot], budget, started_ns, window_set)
+        if window_set is not None:
+            window_set.start(started_ns, started_at)
         self._progress.attach([self._slot], watch)
         histogram = self._slot.histogram
+        windows = self._slot.windows
         sent_ns = self._sent_ns
         clock = time.perf_counter_ns
         in_flight = 0
@@ -400,6 +434,8 @@ class Outstanding:
             in_flight -= 1
             if failure is None:
                 record_ns(histogram, answered - sent_ns[slot])
+                if windows is not None:
+                    windows.record(answered, answered - sent_ns[slot])
             else:
                 watch.failed(failure, sent_ns[slot])
             if budget.take():

@@ -1,17 +1,23 @@
-"""Latency-by-percentile plots (PNG), drawn as HdrHistogram's plotters draw them.
+"""Plots (PNG): latency by percentile, and a soak's windows against time.
 
-The x axis is 1/(1-p) on a log scale, so 90%, 99%, 99.9% and 99.99% are
-equally spaced and the tail is as visible as the median.
+The percentile plot is drawn as HdrHistogram's plotters draw it: the x axis
+is 1/(1-p) on a log scale, so 90%, 99%, 99.9% and 99.99% are equally spaced
+and the tail is as visible as the median.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from hdrh.histogram import HdrHistogram
 
 from lowlatency_service.histogram import NS_PER_US
+
+if TYPE_CHECKING:
+    from lowlatency_service.soak import Window
 
 _TICKS = ((0.0, "0%"), (90.0, "90%"), (99.0, "99%"), (99.9, "99.9%"), (99.99, "99.99%"))
 _POINTS = 200
@@ -59,6 +65,44 @@ def plot_percentiles(curves: Mapping[str, HdrHistogram], path: str, title: str) 
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+
+
+def windows_path(path: str) -> str:
+    """Where the time series goes: next to the percentile plot, run.png -> run-windows.png."""
+    root, ext = os.path.splitext(path)
+    return f"{root}-windows{ext or '.png'}"
+
+
+def plot_windows(windows: Sequence[Window], path: str, title: str) -> None:
+    """p50, p99, p99.9 of each window and the service's RSS against time (window ends)."""
+    import matplotlib  # noqa: PLC0415  # optional extra, only needed when a plot is asked for
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, (latency, rss) = plt.subplots(
+        2, 1, figsize=(9, 6.5), dpi=100, sharex=True, height_ratios=(2, 1)
+    )
+    measured = [w for w in windows if w.summary.requests]
+    times = [w.end_s for w in measured]
+    for name, key in (("p50", "p50_us"), ("p99", "p99_us"), ("p99.9", "p999_us")):
+        values = [getattr(w.summary, key) for w in measured]
+        latency.plot(times, values, label=name, linewidth=1.5, marker=".")
+    latency.set_yscale("log")
+    latency.set_ylabel("latency (us)")
+    latency.set_title(title)
+    latency.grid(True, which="both", alpha=0.3)
+    latency.legend(fontsize="small")
+    known = [w for w in windows if w.rss_mb is not None]
+    rss.plot([w.end_s for w in known], [w.rss_mb for w in known], color="tab:red", marker=".")
+    rss.set_ylabel("service RSS (MiB)")
+    rss.set_xlabel("time (s, window ends)")
+    rss.grid(True, alpha=0.3)
+    if not known:
+        rss.text(0.5, 0.5, "no process figures", ha="center", va="center", transform=rss.transAxes)
     figure.tight_layout()
     figure.savefig(path, format="png")
     plt.close(figure)
