@@ -18,7 +18,14 @@ from lowlatency_service.cli import build_parser
 from lowlatency_service.errors import UsageError
 from lowlatency_service.gate import Limits, WindowFigures, judge
 from lowlatency_service.histogram import new_histogram, summarize, write_intervals
-from lowlatency_service.procstats import ProcessSample, SampleError, parse_metrics, read_proc
+from lowlatency_service.procstats import (
+    ProcessSample,
+    SampleError,
+    parse_metrics,
+    read_metrics,
+    read_proc,
+)
+from lowlatency_service.serve import start_server
 from prometheus_client import REGISTRY, generate_latest
 
 MIB = 1024 * 1024
@@ -29,6 +36,7 @@ LEAKY_SERVER = """
 import sys
 from concurrent import futures
 import grpc
+from prometheus_client import start_http_server
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
 
 LEAK = int(sys.argv[1])
@@ -44,7 +52,8 @@ server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 latency_pb2_grpc.add_LatencyServiceServicer_to_server(Echo(), server)
 port = server.add_insecure_port("127.0.0.1:0")
 server.start()
-print(f"listening on 127.0.0.1:{port}", flush=True)
+metrics, _ = start_http_server(0, "127.0.0.1")
+print(f"listening on 127.0.0.1:{port} metrics {metrics.server_port}", flush=True)
 server.wait_for_termination()
 """
 
@@ -182,10 +191,10 @@ def test_bad_soak_flags_are_refused_before_any_load(flags: list[str], message: s
 
 
 @pytest.fixture
-def leaky() -> Iterator[Callable[[int], tuple[subprocess.Popen[str], str]]]:
+def leaky() -> Iterator[Callable[[int], tuple[subprocess.Popen[str], str, str]]]:
     started: list[subprocess.Popen[str]] = []
 
-    def start(leak_bytes: int) -> tuple[subprocess.Popen[str], str]:
+    def start(leak_bytes: int) -> tuple[subprocess.Popen[str], str, str]:
         process = subprocess.Popen(
             [sys.executable, "-c", LEAKY_SERVER, str(leak_bytes)],
             stdout=subprocess.PIPE,
@@ -193,9 +202,9 @@ def leaky() -> Iterator[Callable[[int], tuple[subprocess.Popen[str], str]]]:
         )
         started.append(process)
         assert process.stdout is not None
-        match = re.search(r"listening on (\S+)", process.stdout.readline())
+        match = re.search(r"listening on (\S+) metrics (\d+)", process.stdout.readline())
         assert match, "the test server did not start"
-        return process, match.group(1)
+        return process, match.group(1), f"http://127.0.0.1:{match.group(2)}/metrics"
 
     yield start
     for process in started:
@@ -216,10 +225,10 @@ def run_soak(address: str, out: Path, *extra: str) -> tuple[int, dict]:
 
 
 def test_soak_growth_gate_fails_on_a_leak_and_passes_without(
-    leaky: Callable[[int], tuple[subprocess.Popen[str], str]], tmp_path: Path
+    leaky: Callable[[int], tuple[subprocess.Popen[str], str, str]], tmp_path: Path
 ) -> None:
     # 600 requests keeping 100 kB each: about 57 MiB in 3 s.
-    process, address = leaky(100_000)
+    process, address, _ = leaky(100_000)
     started = time.monotonic()
     status, result = run_soak(address, tmp_path / "leak.json", "--hdr-log", str(tmp_path / "l"))
     assert time.monotonic() - started < 12
@@ -234,9 +243,21 @@ def test_soak_growth_gate_fails_on_a_leak_and_passes_without(
     assert (breach["figure"], breach["limit"]) == ("rss_growth_mb", 20)
     assert breach["value"] == result["soak"]["rss_growth_mb"] > 20
 
-    quiet, address = leaky(0)
-    status, result = run_soak(address, tmp_path / "ok.json", "--service-pid", str(quiet.pid))
+    _, address, url = leaky(0)
+    status, result = run_soak(address, tmp_path / "ok.json", "--metrics-url", url)
     assert status == 0, result["verdict"]
-    assert result["soak"]["pid"] == quiet.pid
+    assert (result["soak"]["process_source"], result["soak"]["metrics_url"]) == ("metrics", url)
     assert abs(result["soak"]["rss_growth_mb"]) < 20
-    assert all(w["threads"] >= 1 and w["cpu_s"] >= 0 for w in result["windows"])
+    assert all(w["rss_mb"] > 10 and w["cpu_s"] >= 0 for w in result["windows"])
+    assert all(w["threads"] is None for w in result["windows"])  # not in prometheus_client
+
+
+def test_the_reference_service_exports_what_metrics_url_reads() -> None:
+    running = start_server("127.0.0.1", 0, "default", metrics_port=0)
+    try:
+        url = f"http://127.0.0.1:{running.metrics_port}/metrics"
+        figures = read_metrics(url)
+        assert figures.rss_bytes > 10 * MIB
+        assert figures.cpu_s > 0
+    finally:
+        running.stop(grace=None)

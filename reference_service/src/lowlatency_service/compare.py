@@ -32,6 +32,7 @@ from hdrh.histogram import HdrHistogram
 from lowlatency_service import cpu_dma_latency, runtime
 from lowlatency_service.errors import UsageError
 from lowlatency_service.histogram import SCHEMA_KEYS, Summary, merge, read_log
+from lowlatency_service.procstats import read_proc
 from lowlatency_service.report import table
 
 SERVER_START_TIMEOUT_S = 60.0
@@ -214,12 +215,7 @@ def process_cpu_seconds(pid: int) -> float:
     From /proc/PID/stat, in clock ticks (10 ms at the usual 100 Hz): whole
     runs of thousands of requests, not single requests.
     """
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        stat = handle.read()
-    # Fields after the command name, which may itself hold spaces or ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+    return read_proc(pid).cpu_s
 
 
 @contextmanager

@@ -73,7 +73,13 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 from lowlatency_service import runtime
 from lowlatency_service._proto.lowlatency.v1 import latency_pb2, latency_pb2_grpc
@@ -122,6 +128,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_* (RSS, CPU seconds, open files): what bench --metrics-url reads per soak window.
+        ProcessCollector(registry=self.registry)
         self.latency = Histogram(
             "lowlatency_server_handler_seconds",
             "Time spent in the Echo handler, including the downstream call in chain mode",
