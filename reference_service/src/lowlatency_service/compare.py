@@ -29,7 +29,7 @@ from pathlib import Path
 import grpc
 from hdrh.histogram import HdrHistogram
 
-from lowlatency_service import cpu_dma_latency, runtime
+from lowlatency_service import allocator, cpu_dma_latency, runtime
 from lowlatency_service.errors import UsageError
 from lowlatency_service.histogram import SCHEMA_KEYS, Summary, merge, read_log
 from lowlatency_service.procstats import read_proc
@@ -42,6 +42,9 @@ DMA_SUFFIX = " dma0"
 CLIENT_COST_KEYS = ("client_cpu_us_per_request", "client_context_switches_per_request")
 # Added per run by compare itself, from the server process's CPU time.
 SERVER_COST_KEY = "server_cpu_us_per_request"
+DEFAULT_PAYLOAD_BYTES = 64
+# --allocator: a payload the service copies into new objects on every request.
+ALLOCATOR_PAYLOAD_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,19 @@ class Case:
     concurrency: int
     pinning: Pinning
     dma_zero: bool = False
+    allocator: str | None = None  # --allocator: system, jemalloc or mimalloc
 
     @property
     def name(self) -> str:
-        return f"{self.kind} c{self.concurrency}" + (DMA_SUFFIX if self.dma_zero else "")
+        return (
+            f"{self.kind} c{self.concurrency}"
+            + (DMA_SUFFIX if self.dma_zero else "")
+            + (f" {self.allocator}" if self.allocator else "")
+        )
 
     @property
-    def server_key(self) -> tuple[str, str | None]:
-        return self.kind, self.pinning.server
+    def server_key(self) -> tuple[str, str | None, str | None]:
+        return self.kind, self.pinning.server, self.allocator
 
 
 @dataclass
@@ -73,6 +81,7 @@ class CaseResult:
     runs: list[dict] = field(default_factory=list)
     histograms: list[HdrHistogram] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why the case did not run (an absent allocator)
 
     def client_cost(self) -> dict[str, float]:
         """Median client CPU and context switches per request (gRPC clients only).
@@ -141,6 +150,41 @@ def build_cases(
                 pinning = pinning_for(kind, concurrency, server_cpus, client_cpus, dma_zero)
                 cases.append(Case(kind, concurrency, pinning, dma_zero))
     return cases
+
+
+def allocator_cases(
+    concurrency_list: Sequence[int], server_cpus: str, client_cpus: str
+) -> list[Case]:
+    """The tuned service under each allocator, at each concurrency (compare --allocator)."""
+    return [
+        Case(
+            "tuned",
+            concurrency,
+            pinning_for("tuned", concurrency, server_cpus, client_cpus),
+            False,
+            name,
+        )
+        for concurrency in concurrency_list
+        for name in allocator.ALLOCATORS
+    ]
+
+
+def allocator_ratios(medians: dict[str, Summary], concurrency_list: Sequence[int]) -> dict:
+    """jemalloc and mimalloc over system malloc, per concurrency."""
+    found: dict[str, dict] = {}
+    for concurrency in concurrency_list:
+        base = medians.get(f"tuned c{concurrency} system")
+        for name in allocator.ALLOCATORS[1:]:
+            other = medians.get(f"tuned c{concurrency} {name}")
+            if base is None or other is None:
+                continue
+            found.setdefault(f"c{concurrency}", {})[f"{name}/system"] = {
+                "p50": _ratio(other.p50_us, base.p50_us),
+                "p99": _ratio(other.p99_us, base.p99_us),
+                "p99.9": _ratio(other.p999_us, base.p999_us),
+                "throughput": _ratio(other.throughput_rps, base.throughput_rps),
+            }
+    return found
 
 
 def run_order(cases: Sequence[Case], run: int) -> list[Case]:
@@ -219,12 +263,14 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def running_server(command: list[str], workdir: Path, label: str) -> Iterator[Server]:
+def running_server(
+    command: list[str], workdir: Path, label: str, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Start a server process, yield its address as printed and its pid, stop it with SIGTERM."""
     out_path = workdir / f"{label}.out"
     err_path = workdir / f"{label}.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err)
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
@@ -434,18 +480,36 @@ def _dma_cases(args: argparse.Namespace) -> tuple[bool, str]:
     return True, f"cases ending in '{DMA_SUFFIX.strip()}' hold {cpu_dma_latency.DEVICE} at 0"
 
 
+def _start(case: Case, workdir: Path, label: str, stack: ExitStack) -> Server | str:
+    """The case's server, or why it is skipped (its allocator absent, or not in its maps)."""
+    if case.allocator is None:
+        return stack.enter_context(running_server(server_command(case), workdir, label))
+    reason = allocator.absent_reason(case.allocator)
+    if reason is not None:
+        return reason
+    path = allocator.library(case.allocator)
+    env = allocator.environment(path, os.environ)
+    server = stack.enter_context(running_server(server_command(case), workdir, label, env))
+    if path is not None and not allocator.mapped(server.pid, path):
+        return f"LD_PRELOAD={path} set, but it is not in /proc/{server.pid}/maps"
+    return server
+
+
 def measure(cases: Sequence[Case], args: argparse.Namespace) -> dict[str, CaseResult]:
     """Start every server once, then run all cases args.runs times in rotating order."""
     results = {case.name: CaseResult() for case in cases}
     tty = sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="lowlatency-compare-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        servers: dict[tuple[str, str | None], Server] = {}
+        servers: dict[tuple, Server | str] = {}
         for case in cases:
             if case.server_key not in servers:
                 label = f"{case.kind.replace(' ', '-')}-server-{len(servers)}"
-                server = running_server(server_command(case), workdir, label)
-                servers[case.server_key] = stack.enter_context(server)
+                servers[case.server_key] = _start(case, workdir, label, stack)
+            started = servers[case.server_key]
+            if isinstance(started, str):
+                results[case.name].skipped = started
+        cases = [case for case in cases if results[case.name].skipped is None]
         for run_index in range(args.runs):
             for position, case in enumerate(run_order(cases, run_index), 1):
                 if tty:
@@ -456,9 +520,9 @@ def measure(cases: Sequence[Case], args: argparse.Namespace) -> dict[str, CaseRe
                     sys.stderr.flush()
                 result = results[case.name]
                 try:
-                    outcome, histogram = run_case(
-                        case, args, servers[case.server_key], workdir, run_index
-                    )
+                    server = servers[case.server_key]
+                    assert isinstance(server, Server)
+                    outcome, histogram = run_case(case, args, server, workdir, run_index)
                 except CaseFailed as exc:
                     result.failures.append(str(exc))
                     continue
@@ -467,6 +531,17 @@ def measure(cases: Sequence[Case], args: argparse.Namespace) -> dict[str, CaseRe
         if tty:
             sys.stderr.write("\r\033[K")
     return results
+
+
+def _allocator_keys(case: Case, result: CaseResult) -> dict[str, object]:
+    """compare --allocator's keys of a case (none without it)."""
+    if case.allocator is None:
+        return {}
+    return {
+        "allocator": case.allocator,
+        "allocator_library": allocator.library(case.allocator),
+        "skipped": result.skipped,
+    }
 
 
 def _json_report(
@@ -493,6 +568,7 @@ def _json_report(
             "cpus_server": case.pinning.server,
             "cpus_client": case.pinning.client,
             "cpu_dma_latency_zero": case.dma_zero,
+            **_allocator_keys(case, results[case.name]),
             "median": medians[case.name].to_dict() if case.name in medians else None,
             "runs": [
                 {
@@ -511,16 +587,50 @@ def _json_report(
     return report
 
 
+def _plan(
+    args: argparse.Namespace, server_cpus: str, client_cpus: str
+) -> tuple[list[Case], bool, str]:
+    """The cases, whether dma0 cases are among them and why; settles the payload size."""
+    if args.payload_bytes is None:
+        args.payload_bytes = ALLOCATOR_PAYLOAD_BYTES if args.allocator else DEFAULT_PAYLOAD_BYTES
+    if args.allocator:
+        cases = allocator_cases(args.concurrency_list, server_cpus, client_cpus)
+        return cases, False, "left out (--allocator)"
+    dma_zero_too, dma_note = _dma_cases(args)
+    cases = build_cases(args.concurrency_list, server_cpus, client_cpus, dma_zero_too)
+    return cases, dma_zero_too, dma_note
+
+
+def _print_ratios(key: str, pairs: dict[str, dict]) -> None:
+    for pair, values in pairs.items():
+        shown = "  ".join(f"{k} {v:.2f}" for k, v in values.items() if v is not None)
+        print(f"{key:>9}  {pair:<16} {shown}")
+
+
+def _allocator_lines(
+    args: argparse.Namespace, results: dict[str, CaseResult], medians: dict[str, Summary]
+) -> dict[str, dict]:
+    """Print the skipped cases and each allocator against system malloc; return the ratios."""
+    for name, result in results.items():
+        if result.skipped:
+            print(f"{name:>18}  skipped: {result.skipped}")
+    if not args.allocator:
+        return {}
+    found = allocator_ratios(medians, args.concurrency_list)
+    for key, pairs in found.items():
+        _print_ratios(key, pairs)
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     default_server, default_client = _default_cpus()
     server_cpus = _cpus("--cpus-server", args.cpus_server or default_server)
     client_cpus = _cpus("--cpus-client", args.cpus_client or default_client)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("--plot needs matplotlib: pip install 'lowlatency-service[plot]'")
-    dma_zero_too, dma_note = _dma_cases(args)
+    cases, dma_zero_too, dma_note = _plan(args, server_cpus, client_cpus)
     print(f"cpu_dma_latency: {dma_note}", file=sys.stderr)
 
-    cases = build_cases(args.concurrency_list, server_cpus, client_cpus, dma_zero_too)
     load_before = os.getloadavg()
     results = measure(cases, args)
     load_after = os.getloadavg()
@@ -544,7 +654,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{cost['client_context_switches_per_request']:.2f} context switches; "
                 f"server {server[SERVER_COST_KEY]:.0f} us CPU per request"
             )
-    ceilings = cpu_ceiling(cases, results, medians)
+    by_allocator = _allocator_lines(args, results, medians)
+    ceilings = {} if args.allocator else cpu_ceiling(cases, results, medians)
     for name, bound in ceilings.items():
         print(
             f"{name:>18}  CPU ceiling {bound['cpus']} CPUs / "
@@ -558,9 +669,7 @@ def run(args: argparse.Namespace) -> int:
         for concurrency in args.concurrency_list:
             key = f"c{concurrency}{suffix}"
             all_ratios[key] = ratios(medians, concurrency, suffix)
-            for pair, values in all_ratios[key].items():
-                shown = "  ".join(f"{k} {v:.2f}" for k, v in values.items() if v is not None)
-                print(f"{key:>9}  {pair:<16} {shown}")
+            _print_ratios(key, all_ratios[key])
     checked = targets(medians)
     for target in checked:
         print(target.line())
@@ -576,6 +685,7 @@ def run(args: argparse.Namespace) -> int:
             "busy_warning": busy,
             "ratios": all_ratios,
             "cpu_ceilings": ceilings,
+            **({"allocator_ratios": by_allocator} if args.allocator else {}),
             "targets": [vars(t) for t in checked],
         }
         report = _json_report(args, cases, results, extra)

@@ -54,9 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--payload-bytes",
         type=payload_bytes,
-        default=64,
         metavar="N",
-        help="request payload size in bytes (default %(default)s)",
+        help="request payload size in bytes (default 64; 1024 with --allocator)",
     )
     parser.add_argument(
         "--json", type=output_path, metavar="FILE", help="write every run and the medians as JSON"
@@ -76,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPUs of their clients at concurrency 1 with the idle-state latency held at 0 "
         "and above concurrency 1; otherwise they share the server's (default: the second "
         "CPU available, else the first)",
+    )
+    parser.add_argument(
+        "--allocator",
+        action="store_true",
+        help="instead of default/tuned/raw: the tuned service under system malloc, jemalloc "
+        "and mimalloc (LD_PRELOAD, checked in /proc/PID/maps), 1 KiB payload; an absent "
+        "library's cases are skipped with the reason",
     )
     parser.add_argument(
         "--no-cpu-dma-latency",
