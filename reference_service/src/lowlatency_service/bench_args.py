@@ -94,11 +94,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def concurrency(text: str) -> int:
-    value = positive_int(text)
-    if value > MAX_CONCURRENCY:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_CONCURRENCY}, not {value}")
-    return value
+def int_up_to(high: int, name: str) -> Callable[[str], int]:
+    """A whole number from 1 to ``high``; ``name`` is argparse's word for a non-number."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, not {value}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+concurrency = int_up_to(MAX_CONCURRENCY, "concurrency")
 
 
 def non_negative_int(text: str) -> int:
@@ -212,13 +221,6 @@ def service_pid(text: str) -> int:
     return value
 
 
-def profile_seconds(text: str) -> int:
-    value = positive_int(text)
-    if value > MAX_PROFILE_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_PROFILE_SECONDS}, not {value}")
-    return value
-
-
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     profile = parser.add_argument_group(
         "profile when the gate fails (the profiler, not the load, reads the service)"
@@ -239,7 +241,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     )
     profile.add_argument(
         "--profile-seconds",
-        type=profile_seconds,
+        type=int_up_to(MAX_PROFILE_SECONDS, "profile_seconds"),
         default=5,
         metavar="S",
         help="length of the profiled load (default %(default)s)",
