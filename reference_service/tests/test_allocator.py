@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,11 @@ def test_a_preloaded_allocator_is_in_the_real_maps(name: str) -> None:
         subprocess.Popen(["sleep", "5"]) as plain,
     ):
         try:
-            # Popen returns once the child has exec'd: the maps are sleep's.
+            # Popen returns once the child has exec'd; the dynamic loader maps the
+            # preloaded library a moment later, before sleep's main runs.
+            deadline = time.monotonic() + 5
+            while not allocator.mapped(preloaded.pid, path) and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert allocator.mapped(preloaded.pid, path)
             assert not allocator.mapped(plain.pid, path)
         finally:
