@@ -266,6 +266,7 @@ class Measurement:
         self.params = module.params
         self.cpus = cpus
         self.cpulist = format_cpulist(cpus)
+        self.wrapper: List[str] = []
         self.tool = self.params["tool"]
         label = self.params["label"]
         self.prefix = "os_latency:" + (label + ":" if label else "")
@@ -326,10 +327,37 @@ class Measurement:
             )
         return out
 
+    def outside_fence(self) -> List[str]:
+        """A prefix that runs the tool where it may use the CPUs it measures.
+
+        A host whose services are pinned (service_pinning's fence) runs this module in a
+        slice, and with a CPU affinity, that leave out the isolated CPUs: oslat would
+        then start no thread there and report nothing. systemd-run starts the tool in a
+        slice of its own, outside the fence, with the affinity it needs.
+        """
+        needed = set(self.cpus)
+        if self.params["main_cpu"] is not None:
+            needed.add(self.params["main_cpu"])
+        if needed <= os.sched_getaffinity(0):
+            return []
+        systemd_run = self.module.get_bin_path("systemd-run")
+        if systemd_run is None or not os.path.isdir("/run/systemd/system"):
+            return []
+        return [
+            systemd_run,
+            "--quiet",
+            "--wait",
+            "--pipe",
+            "--collect",
+            "--slice=lowlatency_measure.slice",
+            "--property=CPUAffinity=" + format_cpulist(sorted(needed)),
+        ]
+
     def measure(self, binary: str) -> None:
         scratch = tempfile.mkdtemp(prefix="lowlatency-os-latency.")
         try:
-            argv = _command(binary, self.cpulist, self.params, scratch)
+            self.wrapper = self.outside_fence()
+            argv = self.wrapper + _command(binary, self.cpulist, self.params, scratch)
             self.result["command"] = argv
             self._run(argv, self.tool)
             try:
@@ -389,6 +417,14 @@ class Measurement:
                 reason=reason,
             )
             self.result["report"].append(row)
+        allowed = os.sched_getaffinity(0)
+        for cpu in self.cpus if self.result["command"] else []:
+            if str(cpu) in self.result["cpus"]:
+                continue
+            reason = "%s gave no figures for CPU %d" % (self.tool, cpu)
+            if cpu not in allowed and not self.wrapper:
+                reason += " (this process may not run there: cgroup cpuset or affinity)"
+            self.skip("%s:cpu%d" % (self.tool, cpu), reason)
 
     def judge_hwlat(self) -> None:
         hwlat = self.result["hwlat"]

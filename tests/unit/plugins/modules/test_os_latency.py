@@ -13,6 +13,7 @@ cyclictest_cpu0-1_3s.json: cyclictest --affinity 0-1 --threads --mlockall --prio
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -129,7 +130,8 @@ def fake_tools(monkeypatch):
 
     def run_command(self, argv, **kwargs):
         calls.append(argv)
-        tool = Path(argv[0]).name
+        # The tool, after a systemd-run prefix if any.
+        tool = next(Path(arg).name for arg in argv if Path(arg).name in (*recorded, "hwlatdetect"))
         if tool == "hwlatdetect":
             # Its exit status is whether the maximum exceeded its threshold (10 us).
             below = state["hwlat_max"] == "Below threshold"
@@ -331,3 +333,33 @@ def test_bad_input_is_refused_before_anything_runs(module_runner, fake_tools, ar
     assert result["failed"] is True
     assert message in result["msg"]
     assert calls == []
+
+
+def test_a_fenced_module_runs_the_tool_outside_the_fence(module_runner, fake_tools, monkeypatch):
+    calls, state = fake_tools
+    state["installed"].add("systemd-run")
+    # service_pinning's fence: this process may run on CPU 0 alone.
+    monkeypatch.setattr(os_latency.os, "sched_getaffinity", lambda pid: {0})
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(
+        os_latency.os.path, "isdir", lambda path: path == "/run/systemd/system" or real_isdir(path)
+    )
+    result = module_runner(os_latency, {"cpus": "1", "duration": 10, "main_cpu": 0})
+    assert not result.get("failed"), result.get("msg")
+    (argv,) = calls
+    tool_at = argv.index("/usr/bin/oslat")
+    assert argv[0] == "/usr/bin/systemd-run"
+    assert "--wait" in argv[:tool_at] and "--property=CPUAffinity=0-1" in argv[:tool_at]
+    assert [row["status"] for row in result["report"]] == ["applied"]
+
+
+def test_a_cpu_the_tool_gave_no_figures_for_is_skipped(module_runner, fake_tools, monkeypatch):
+    # No systemd-run: the tool runs where this process may (CPUs 0-1); the recording has CPU 1.
+    monkeypatch.setattr(os_latency.os, "sched_getaffinity", lambda pid: {0, 1})
+    result = module_runner(os_latency, {"cpus": "1-2", "duration": 10})
+    assert [(row["setting"], row["status"]) for row in result["report"]] == [
+        ("os_latency:oslat:cpu1", "applied"),
+        ("os_latency:oslat:cpu2", "skipped"),
+    ]
+    assert "no figures for CPU 2" in result["report"][1]["reason"]
+    assert "may not run there" in result["report"][1]["reason"]
