@@ -128,7 +128,7 @@ def test_a_breached_soak_leaves_a_flame_graph_or_the_reason(soak, tmp_path):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"benchmark_soak_window": 5}, "benchmark_soak_window must be 0.1 seconds or more and at most"),
+        ({"benchmark_soak_window": 5}, "benchmark_soak_window must be 0.1 seconds or more"),
         ({"benchmark_soak_rate": 0}, "benchmark_soak_rate must be 1-1000000 requests/s"),
         ({"benchmark_duration": 10}, "benchmark_duration must be null with benchmark_soak"),
     ],
