@@ -79,7 +79,9 @@ def playbook_runner(tmp_path: pathlib.Path, inventory: pathlib.Path):
     )
 
     def run(name: str, *extra: str) -> subprocess.CompletedProcess:
-        command = [str(PLAYBOOK_BIN), "lowlatency.tuning." + name, "-i", str(inventory)]
+        """``name``: a playbook of the collection, or the path of a test's own (``.yml``)."""
+        playbook = name if name.endswith(".yml") else "lowlatency.tuning." + name
+        command = [str(PLAYBOOK_BIN), playbook, "-i", str(inventory)]
         command += ["-e", "localhost_test_dir=" + str(tmp_path), *extra]
         return subprocess.run(
             command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False

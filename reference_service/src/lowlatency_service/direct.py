@@ -43,8 +43,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action.add_argument(
             "--settle", type=float, default=1.0, help="a start must live this long, s"
         )
+        action.add_argument(
+            "--env",
+            action="append",
+            default=[],
+            type=environment_entry,
+            metavar="NAME=VALUE",
+            help="set in the process's environment (e.g. LD_PRELOAD); a start compares it too",
+        )
         # Everything after "--" is the process's command line, taken as it is.
         action.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+
+
+def environment_entry(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not name.replace("_", "A").isalnum():
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE, not {text!r}")
+    return name, value
 
 
 def read_record(pidfile: str) -> dict | None:
@@ -97,12 +112,15 @@ def _exec_as(args: argparse.Namespace, log_fd: int, gid: int) -> None:
     os.setuid(user.pw_uid)
     os.chdir("/")
     os.environ.update({"HOME": user.pw_dir, "USER": args.user, "LOGNAME": args.user})
+    os.environ.update(dict(args.env))
     os.execv(args.argv[0], args.argv)
 
 
 def start(args: argparse.Namespace) -> dict:
     record = read_record(args.pidfile)
-    if alive(record) and record["argv"] == args.argv:
+    env = dict(args.env)
+    # A record without "env" was started without --env.
+    if alive(record) and record["argv"] == args.argv and record.get("env", {}) == env:
         return {"changed": False, "state": "running", "pid": record["pid"]}
     stop(args.pidfile, args.timeout)
     gid = grp.getgrnam(args.group).gr_gid
@@ -114,7 +132,7 @@ def start(args: argparse.Namespace) -> dict:
     os.close(log_fd)
     tmp = args.pidfile + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"pid": pid, "argv": args.argv}, handle)
+        json.dump({"pid": pid, "argv": args.argv, **({"env": env} if env else {})}, handle)
     os.replace(tmp, args.pidfile)
     time.sleep(args.settle)
     finished, status = os.waitpid(pid, os.WNOHANG)
