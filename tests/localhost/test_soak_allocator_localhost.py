@@ -5,12 +5,18 @@ systemd here) with jemalloc preloaded: the report says applied and the
 running process maps the library. Back to system malloc the process is
 replaced and maps no jemalloc; state absent removes the service. Skipped
 where jemalloc is not installed (the role would install it on this host).
+service_pinning's allocator steps run alone against processes started here,
+preloaded and not: the library found in the loader's cache and read back in
+the maps.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import subprocess
+import time
 
 import pytest
 from localhost_helpers import LOCALHOST_ONLY, playbook_runner, tail
@@ -20,12 +26,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 PIDFILE = pathlib.Path("/run/alloctest-service/alloctest-service.pid")
 ROW = "alloctest-service.service:allocator"
 
-pytestmark = [
-    *LOCALHOST_ONLY,
-    pytest.mark.skipif(
-        allocator.library("jemalloc") is None, reason="libjemalloc2 is not installed here"
-    ),
-]
+WITH_JEMALLOC = pytest.mark.skipif(
+    allocator.library("jemalloc") is None, reason="libjemalloc2 is not installed here"
+)
+pytestmark = WITH_JEMALLOC
 
 
 def maps_of_service() -> str:
@@ -33,6 +37,14 @@ def maps_of_service() -> str:
     return pathlib.Path(f"/proc/{pid}/maps").read_text()
 
 
+def localhost_only(test):
+    """Root, no systemd, no boot loader: the role deploys the service on this machine."""
+    for mark in LOCALHOST_ONLY:
+        test = mark(test)
+    return test
+
+
+@localhost_only
 def test_jemalloc_preloaded_read_back_and_removed(tmp_path):
     run = playbook_runner(tmp_path, HERE / "allocator-inventory.yml")
     deploy = str(HERE / "allocator-deploy.yml")
@@ -63,3 +75,58 @@ def test_jemalloc_preloaded_read_back_and_removed(tmp_path):
     assert removed.returncode == 0, tail(removed)
     assert not PIDFILE.exists()
     assert not pathlib.Path("/opt/alloctest-service").exists()
+
+
+def test_service_pinning_preloads_from_the_loader_cache_and_reads_the_maps(tmp_path):
+    """The drop-in's library and the read-back (systemd itself is molecule's)."""
+    run = playbook_runner(tmp_path, HERE / "gate-inventory.yml")
+    library = allocator.library("jemalloc")
+    env = allocator.environment(library, os.environ)
+    with (
+        subprocess.Popen(["sleep", "30"], env=env) as preloaded,
+        subprocess.Popen(["sleep", "30"]) as plain,
+    ):
+        try:
+            # The loader maps the preload a moment after exec (test_allocator.py).
+            deadline = time.monotonic() + 5
+            maps = pathlib.Path(f"/proc/{preloaded.pid}/maps")
+            while "libjemalloc" not in maps.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            settings = {
+                "pinning_units": [
+                    {"name": "fast.service", "allocator": "jemalloc"},
+                    {"name": "slow.service", "allocator": "jemalloc"},
+                    {"name": "stopped.service", "allocator": "jemalloc"},
+                    {"name": "plain.service", "allocator": "system"},
+                ],
+                "pinning_seen": {
+                    "units": {
+                        "fast.service": {"pids": [preloaded.pid]},
+                        "slow.service": {"pids": [plain.pid]},
+                        "stopped.service": {"pids": []},
+                        "plain.service": {"pids": [plain.pid]},
+                    }
+                },
+            }
+            done = run(str(HERE / "pinning-allocator.yml"), "-e", json.dumps(settings))
+        finally:
+            preloaded.kill()
+            plain.kill()
+    assert done.returncode == 0, tail(done)
+    result = json.loads((tmp_path / "pinning.json").read_text())
+    plan = {unit["name"]: unit for unit in result["plan"]}
+    assert os.path.realpath(plan["fast.service"]["preload"]) == os.path.realpath(library)
+    assert plan["plain.service"]["preload"] == ""
+    rows = {row["setting"]: row for row in result["rows"]}
+    assert set(rows) == {
+        "fast.service:allocator",
+        "slow.service:allocator",
+        "stopped.service:allocator",
+    }
+    assert rows["fast.service:allocator"]["status"] == "applied"
+    assert f"/proc/{preloaded.pid}/maps" in rows["fast.service:allocator"]["reason"]
+    assert (rows["slow.service:allocator"]["status"], rows["slow.service:allocator"]["actual"]) == (
+        "drifted",
+        "not mapped",
+    )
+    assert rows["stopped.service:allocator"]["status"] == "skipped"
