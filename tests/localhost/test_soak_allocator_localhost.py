@@ -17,6 +17,7 @@ import os
 import pathlib
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 from localhost_helpers import LOCALHOST_ONLY, playbook_runner, tail
@@ -77,41 +78,46 @@ def test_jemalloc_preloaded_read_back_and_removed(tmp_path):
     assert not pathlib.Path("/opt/alloctest-service").exists()
 
 
-def test_service_pinning_preloads_from_the_loader_cache_and_reads_the_maps(tmp_path):
+@pytest.fixture
+def sleepers() -> Iterator[tuple[int, int]]:
+    """Two processes: one with jemalloc preloaded (mapped once yielded), one without."""
+    library = str(allocator.library("jemalloc"))
+    started = [
+        subprocess.Popen(["sleep", "60"], env=allocator.environment(library, os.environ)),
+        subprocess.Popen(["sleep", "60"]),
+    ]
+    # The loader maps the preload a moment after exec (test_allocator.py).
+    deadline = time.monotonic() + 5
+    while not allocator.mapped(started[0].pid, library) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield started[0].pid, started[1].pid
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_service_pinning_preloads_from_the_loader_cache_and_reads_the_maps(tmp_path, sleepers):
     """The drop-in's library and the read-back (systemd itself is molecule's)."""
     run = playbook_runner(tmp_path, HERE / "gate-inventory.yml")
     library = allocator.library("jemalloc")
-    env = allocator.environment(library, os.environ)
-    with (
-        subprocess.Popen(["sleep", "30"], env=env) as preloaded,
-        subprocess.Popen(["sleep", "30"]) as plain,
-    ):
-        try:
-            # The loader maps the preload a moment after exec (test_allocator.py).
-            deadline = time.monotonic() + 5
-            maps = pathlib.Path(f"/proc/{preloaded.pid}/maps")
-            while "libjemalloc" not in maps.read_text() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            settings = {
-                "pinning_units": [
-                    {"name": "fast.service", "allocator": "jemalloc"},
-                    {"name": "slow.service", "allocator": "jemalloc"},
-                    {"name": "stopped.service", "allocator": "jemalloc"},
-                    {"name": "plain.service", "allocator": "system"},
-                ],
-                "pinning_seen": {
-                    "units": {
-                        "fast.service": {"pids": [preloaded.pid]},
-                        "slow.service": {"pids": [plain.pid]},
-                        "stopped.service": {"pids": []},
-                        "plain.service": {"pids": [plain.pid]},
-                    }
-                },
+    preloaded, plain = sleepers
+    settings = {
+        "pinning_units": [
+            {"name": "fast.service", "allocator": "jemalloc"},
+            {"name": "slow.service", "allocator": "jemalloc"},
+            {"name": "stopped.service", "allocator": "jemalloc"},
+            {"name": "plain.service", "allocator": "system"},
+        ],
+        "pinning_seen": {
+            "units": {
+                "fast.service": {"pids": [preloaded]},
+                "slow.service": {"pids": [plain]},
+                "stopped.service": {"pids": []},
+                "plain.service": {"pids": [plain]},
             }
-            done = run(str(HERE / "pinning-allocator.yml"), "-e", json.dumps(settings))
-        finally:
-            preloaded.kill()
-            plain.kill()
+        },
+    }
+    done = run(str(HERE / "pinning-allocator.yml"), "-e", json.dumps(settings))
     assert done.returncode == 0, tail(done)
     result = json.loads((tmp_path / "pinning.json").read_text())
     plan = {unit["name"]: unit for unit in result["plan"]}
@@ -124,7 +130,7 @@ def test_service_pinning_preloads_from_the_loader_cache_and_reads_the_maps(tmp_p
         "stopped.service:allocator",
     }
     assert rows["fast.service:allocator"]["status"] == "applied"
-    assert f"/proc/{preloaded.pid}/maps" in rows["fast.service:allocator"]["reason"]
+    assert f"/proc/{preloaded}/maps" in rows["fast.service:allocator"]["reason"]
     assert (rows["slow.service:allocator"]["status"], rows["slow.service:allocator"]["actual"]) == (
         "drifted",
         "not mapped",
