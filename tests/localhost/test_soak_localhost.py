@@ -140,3 +140,14 @@ def test_soak_settings_that_cannot_work_are_refused_before_any_load(
     assert refused.returncode != 0
     assert message in refused.stdout, tail(refused)
     assert not (tmp_path / "artifacts").exists()
+
+
+def test_check_mode_runs_no_load(tmp_path, target):
+    run = playbook_runner(tmp_path, INVENTORY)
+    settings = {"benchmark_venv": sys.prefix, "benchmark_target": target}
+    checked = run(
+        "soak", "--check", "-e", json.dumps({**settings, "benchmark_profile_on_failure": True})
+    )
+    assert checked.returncode == 0, tail(checked)
+    assert recap(checked)["localhost"][1] == 0, tail(checked)
+    assert not (tmp_path / "artifacts").exists()
