@@ -46,7 +46,7 @@ def target() -> Iterator[str]:
 def soak(tmp_path, target):
     run = playbook_runner(tmp_path, INVENTORY)
 
-    def soak_run(**settings: object) -> subprocess.CompletedProcess:
+    def soak_run(playbook: str = "soak", **settings: object) -> subprocess.CompletedProcess:
         given = {
             "benchmark_venv": sys.prefix,
             "benchmark_target": target,
@@ -54,7 +54,7 @@ def soak(tmp_path, target):
             "benchmark_soak_window": 1,
             **settings,
         }
-        return run("soak", "-e", json.dumps(given))
+        return run(playbook, "-e", json.dumps(given))
 
     return soak_run
 
@@ -66,6 +66,7 @@ def run_dir(tmp_path: pathlib.Path) -> pathlib.Path:
 
 def test_a_short_soak_fetches_windows_interval_log_plots_and_verdict(soak, tmp_path):
     passed = soak(
+        str(pathlib.Path(__file__).resolve().parent / "soak-report.yml"),
         benchmark_plot=True,
         benchmark_soak_max_window_p999_us=500000,
         benchmark_soak_max_p999_drift=1000,
@@ -93,6 +94,19 @@ def test_a_short_soak_fetches_windows_interval_log_plots_and_verdict(soak, tmp_p
     assert counts == [window["requests"] + window["errors"] for window in windows]
     for plot in ("bench.png", "bench-windows.png"):
         assert (artifacts / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+    # The report row: the soak's figures and limits, applied since none was breached.
+    (row,) = [
+        r
+        for r in json.loads((tmp_path / "report.json").read_text())
+        if r["setting"] == "benchmark:soak"
+    ]
+    assert row["status"] == "applied", row
+    assert "rss_growth_mb <= 200" in row["expected"] and "p999_drift <= 1000" in row["expected"]
+    soaked = result["soak"]
+    assert f"worst window p99.9 {soaked['window_p999_us']} us" in row["actual"]
+    assert f"growth {soaked['rss_growth_mb']} MiB" in row["actual"] and "3 windows" in row["actual"]
+    growth = re.escape(str(soaked["rss_growth_mb"]))
+    assert re.search(r"soak rss_growth_mb +" + growth, passed.stdout), tail(passed)
     summary = json.loads((artifacts / "summary.json").read_text())
     assert summary["passed"] is True
     assert "rss_growth_mb <= 200" in summary["limits"]
