@@ -15,25 +15,21 @@ rtnetlink link event of a configured interface (``ip -o monitor link``).
 The configuration (written by the role) is JSON:
 ``{"interfaces": {"eth1": {"cpus": "0-1", "rps_cpus": "0-1", "xps_cpus": "spread"}}}``.
 What to write comes from irq.py and cpus.py, the collection's module_utils that
-the irq_affinity module runs too; the role installs them beside this script.
+the irq_affinity module runs too, and the watch from linkwatch.py, which the nic
+role's re-apply script runs as well; the role installs them beside this script.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import select
-import subprocess
 import sys
-import time
 
 from cpus import cpus_to_mask, format_cpulist, parse_cpulist, parse_mask
 from irq import Target, interface_exists, interface_targets, irq_names, under
+from linkwatch import watch_links
 
 CONFIG = "/etc/lowlatency-tuning/irq-affinity.json"
-LINK_RE = re.compile(r"^(?:Deleted )?\d+: ([^:@\s]+)[@:]")
-SETTLE_SECONDS = 0.5
 
 
 def put(root: str, target: Target) -> str | None:
@@ -97,30 +93,7 @@ def apply_all(root: str, config: dict[str, dict[str, str | None]], only: list[st
 
 
 def watch(root: str, config: dict[str, dict[str, str | None]]) -> int:
-    apply_all(root, config, [])
-    monitor = subprocess.Popen(
-        ["ip", "-o", "monitor", "link"], stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    assert monitor.stdout is not None
-    pending: set = set()
-    deadline = None
-    while True:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = select.select([monitor.stdout], [], [], timeout)[0]
-        if ready:
-            line = monitor.stdout.readline()
-            if not line:
-                return monitor.wait() or 1
-            match = LINK_RE.match(line)
-            if match and match.group(1) in config:
-                pending.add(match.group(1))
-                # Drivers bring queues and IRQs up in steps: apply once they settle.
-                deadline = time.monotonic() + SETTLE_SECONDS
-            continue
-        if pending:
-            apply_all(root, config, sorted(pending))
-        pending.clear()
-        deadline = None
+    return watch_links(config, lambda names: apply_all(root, config, names))
 
 
 def main(argv: list[str] | None = None) -> int:

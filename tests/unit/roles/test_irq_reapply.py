@@ -4,7 +4,6 @@
 """The irq role's re-apply script, installed as the role installs it, on a fake /proc and /sys."""
 
 import ast
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -88,7 +87,7 @@ def run(script, *args):
 def test_the_role_ships_module_utils_not_a_copy():
     persist = (ROLE / "tasks/persist.yml").read_text()
     assert "role_path ~ '/../../plugins/module_utils/' ~ item" in persist
-    assert sorted(FILES[1:]) == ["cpus.py", "irq.py"]
+    assert sorted(FILES[1:]) == ["cpus.py", "irq.py", "linkwatch.py"]
     tree = ast.parse((ROLE / "files" / FILES[0]).read_text())
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     shared = set()
@@ -140,23 +139,3 @@ def test_missing_config_fails(script, tmp_path):
 
 def test_bad_command_is_refused(script):
     assert run(script, "sideways").returncode == 2
-
-
-@pytest.mark.parametrize(
-    ("line", "name"),
-    [
-        ("3: eth1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP", "eth1"),
-        ("Deleted 3: eth1: <BROADCAST,MULTICAST> mtu 1500", "eth1"),
-        ("5: vlan7@eth1: <BROADCAST> mtu 1500", "vlan7"),
-    ],
-)
-def test_link_lines(script, monkeypatch, line, name):
-    monkeypatch.syspath_prepend(str(script.parent))
-    spec = importlib.util.spec_from_file_location("lowlatency_irq_affinity", script)
-    reapply = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(reapply)
-    finally:
-        for shared in FILES[1:]:
-            sys.modules.pop(shared[: -len(".py")], None)
-    assert reapply.LINK_RE.match(line).group(1) == name
