@@ -131,7 +131,7 @@ def answer(rc: int, out: str, err: str) -> str:
     return "; ".join(lines) if lines else "exit code %d" % rc
 
 
-class Nic(object):
+class Nic:
     """One interface's four groups, read through a runner of the ethtool command."""
 
     def __init__(self, interface: str, run: Runner, ethtool: str = "ethtool") -> None:
