@@ -36,7 +36,8 @@ def watch_links(
     monitor = subprocess.Popen(
         command or ["ip", "-o", "monitor", "link"], stdout=subprocess.PIPE, text=True, bufsize=1
     )
-    assert monitor.stdout is not None
+    if monitor.stdout is None:
+        raise RuntimeError("ip monitor started without a pipe")
     pending: set = set()
     deadline = None
     while True:

@@ -34,8 +34,8 @@ options:
   coalesce:
     description:
       - C(ethtool -C) parameters as C(ethtool -c) names them (C(rx-usecs), C(tx-usecs),
-        C(adaptive-rx), C(adaptive-tx), C(rx-frames), ...): whole numbers, or booleans for the
-        adaptive ones.
+        C(adaptive-rx), C(adaptive-tx), C(rx-frames), ...), as whole numbers, or booleans for
+        the adaptive ones.
     type: dict
     default: {}
   rings:
@@ -129,7 +129,7 @@ report:
     status:
       description:
         - V(applied) (read back in effect), V(would_change) (check mode, the NIC differs),
-          V(skipped) (the driver refused, or has no such setting: the reason holds its answer),
+          V(skipped) (the driver refused, or has no such setting; the reason holds its answer),
           V(drifted) (the NIC reads back something else than asked) or V(restored).
       type: str
     reason:
