@@ -21,13 +21,11 @@ role's re-apply script runs as well; the role installs them beside this script.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
 from cpus import cpus_to_mask, format_cpulist, parse_cpulist, parse_mask
 from irq import Target, interface_exists, interface_targets, irq_names, under
-from linkwatch import watch_links
+from linkwatch import run_unit
 
 CONFIG = "/etc/lowlatency-tuning/irq-affinity.json"
 
@@ -73,14 +71,6 @@ def apply_interface(root: str, interface: str, spec: dict[str, str | None]) -> l
     return [line for line in (put(root, target) for target in targets) if line]
 
 
-def load(path: str) -> dict[str, dict[str, str | None]]:
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    # The role's template starts with an "ansible managed" comment.
-    body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    return json.loads(body)["interfaces"]
-
-
 def apply_all(root: str, config: dict[str, dict[str, str | None]], only: list[str]) -> int:
     changes = 0
     for interface, spec in config.items():
@@ -92,28 +82,14 @@ def apply_all(root: str, config: dict[str, dict[str, str | None]], only: list[st
     return changes
 
 
-def watch(root: str, config: dict[str, dict[str, str | None]]) -> int:
-    return watch_links(config, lambda names: apply_all(root, config, names))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=CONFIG)
-    parser.add_argument("--root", default="/", help="resolve /proc and /sys here (tests)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    one = sub.add_parser("apply")
-    one.add_argument("interfaces", nargs="*")
-    sub.add_parser("watch")
-    args = parser.parse_args(argv)
-    try:
-        config = load(args.config)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"cannot read {args.config}: {exc}", file=sys.stderr)
-        return 2
-    if args.command == "watch":
-        return watch(args.root, config)
-    apply_all(args.root, config, args.interfaces)
-    return 0
+    return run_unit(
+        __doc__.splitlines()[0],
+        CONFIG,
+        lambda args, config, names: apply_all(args.root, config, names),
+        argv,
+        with_root=True,
+    )
 
 
 if __name__ == "__main__":

@@ -20,14 +20,12 @@ installs it beside this script.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
 
 from ethtool import RESETS, Nic, apply_nic, value_text
-from linkwatch import watch_links
+from linkwatch import run_unit
 
 CONFIG = "/etc/lowlatency-tuning/nic.json"
 IRQ_UNIT = "lowlatency-irq-affinity.service"
@@ -71,31 +69,10 @@ def apply_all(config: dict[str, dict], only: list[str]) -> int:
     return changes
 
 
-def load(path: str) -> dict[str, dict]:
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    # The role's template starts with an "ansible managed" comment.
-    body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    return json.loads(body)["interfaces"]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=CONFIG)
-    sub = parser.add_subparsers(dest="command", required=True)
-    one = sub.add_parser("apply")
-    one.add_argument("interfaces", nargs="*")
-    sub.add_parser("watch")
-    args = parser.parse_args(argv)
-    try:
-        config = load(args.config)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"cannot read {args.config}: {exc}", file=sys.stderr)
-        return 2
-    if args.command == "watch":
-        return watch_links(config, lambda names: apply_all(config, names))
-    apply_all(config, args.interfaces)
-    return 0
+    return run_unit(
+        __doc__.splitlines()[0], CONFIG, lambda args, config, names: apply_all(config, names), argv
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,11 @@ def test_apply_sets_what_differs_and_lets_the_irq_unit_pin_new_queues(reapply, m
     assert len(systemctl) == 1
 
 
-def test_config_is_read_past_the_managed_comment(reapply, tmp_path):
+def test_apply_reads_the_config_past_its_managed_comment(reapply, monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(reapply, "apply_all", lambda config, names: calls.append((config, names)))
     config = tmp_path / "nic.json"
     config.write_text("#\n# Ansible managed\n#\n" + json.dumps({"interfaces": {"eth1": {}}}))
-    assert reapply.load(str(config)) == {"eth1": {}}
+    assert reapply.main(["--config", str(config), "apply", "eth1"]) == 0
+    assert calls == [({"eth1": {}}, ["eth1"])]
     assert reapply.main(["--config", str(tmp_path / "nope.json"), "apply"]) == 2
