@@ -97,7 +97,7 @@ def run_unit(
     try:
         config = load_interfaces(args.config)
     except (OSError, ValueError, KeyError) as exc:
-        print("cannot read %s: %s" % (args.config, exc), file=sys.stderr)
+        sys.stderr.write("cannot read %s: %s\n" % (args.config, exc))
         return 2
     if args.command == "watch":
         return watch_links(config, lambda names: apply_all(args, config, names))
