@@ -9,10 +9,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: setting
-short_description: Set one kernel runtime knob under /sys or /proc/sys, with a record to undo it
+short_description: Set kernel runtime knobs under /sys or /proc/sys, with a record to undo them
 version_added: 0.1.0
 description:
-  - Writes one value to a file under C(/sys/) or C(/proc/sys/) and reads it back.
+  - Writes one value to a file under C(/sys/) or C(/proc/sys/) and reads it back; with O(paths),
+    the same value to many such files in one call (for example every workqueue's cpumask).
   - The first time the value is changed, the value the host had before is recorded in
     C(<state_dir>/<owner>.json). Later runs never replace that original, so O(state=absent)
     always restores what was there before the collection touched the knob.
@@ -26,8 +27,16 @@ options:
   path:
     description:
       - Absolute path of the knob. Must be under C(/sys/) or C(/proc/sys/).
+      - One of O(path) and O(paths) is required.
     type: path
-    required: true
+  paths:
+    description:
+      - Several knobs set to the same O(value) (or restored) in one call, each recorded apart.
+      - An entry with C(*), C(?) or C([) is a pattern, expanded on the host (sorted); a pattern
+        that matches nothing adds nothing, a plain path that does not exist is skipped.
+      - The result holds one RV(results) entry per knob instead of the single-knob keys.
+    type: list
+    elements: path
   value:
     description:
       - Value to write. Required with O(state=present).
@@ -108,6 +117,15 @@ EXAMPLES = r"""
     compare: bracketed
     owner: hugepages
 
+- name: Every unbound workqueue on CPUs 0-1, one call
+  lowlatency.tuning.setting:
+    paths:
+      - /sys/devices/virtual/workqueue/cpumask
+      - /sys/devices/virtual/workqueue/*/cpumask
+    value: "3"
+    compare: mask
+    owner: kernel
+
 - name: Put the original value back and forget it
   lowlatency.tuning.setting:
     path: /proc/sys/kernel/numa_balancing
@@ -116,6 +134,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+results:
+  description:
+    - With O(paths), one entry per knob with RV(status), RV(reason), RV(original), RV(report),
+      C(changed) and its C(path). The single-knob keys below are then not returned.
+  type: list
+  elements: dict
+  returned: with O(paths)
 status:
   description:
     - V(applied) the knob holds the value, read back after the write;
@@ -175,8 +200,9 @@ report:
 """
 
 import errno  # noqa: E402
+import glob  # noqa: E402
 import os  # noqa: E402
-from typing import Any, Dict, Optional, Tuple  # noqa: E402
+from typing import Any, Dict, List, Optional, Tuple  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.lowlatency.tuning.plugins.module_utils.cpus import (  # noqa: E402
@@ -252,10 +278,10 @@ def same(actual: Optional[str], expected: str, compare: str) -> bool:
 
 
 class Knob:
-    def __init__(self, module: AnsibleModule) -> None:
+    def __init__(self, module: AnsibleModule, path: str) -> None:
         params = module.params
         self.module = module
-        self.path = os.path.normpath(params["path"])
+        self.path = os.path.normpath(path)
         self.owner = params["owner"]
         self.compare = params["compare"]
         self.note = params["reason"] or ""
@@ -400,10 +426,26 @@ class Knob:
         return self.finish("restored")
 
 
+def expand(paths: List[str], root: str) -> List[str]:
+    """The knobs named by paths: patterns expanded under root, duplicates dropped, in order."""
+    found: List[str] = []
+    for given in paths:
+        path = os.path.normpath(given)
+        if any(char in path for char in "*?["):
+            base = root.rstrip("/")
+            matches = sorted(glob.glob(base + path)) if base else sorted(glob.glob(path))
+            names = [match[len(base) :] if base else match for match in matches]
+        else:
+            names = [path]
+        found.extend(name for name in names if name not in found)
+    return found
+
+
 def run_module() -> None:
     module = AnsibleModule(
         argument_spec={
-            "path": {"type": "path", "required": True},
+            "path": {"type": "path"},
+            "paths": {"type": "list", "elements": "path"},
             "value": {"type": "str"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "owner": {"type": "str", "required": True},
@@ -417,21 +459,30 @@ def run_module() -> None:
             "sysfs_root": {"type": "path", "default": "/"},
         },
         required_if=[("state", "present", ("value",))],
+        required_one_of=[("path", "paths")],
+        mutually_exclusive=[("path", "paths")],
         supports_check_mode=True,
     )
-    path = os.path.normpath(module.params["path"])
-    if not path.startswith(ALLOWED_PREFIXES):
-        module.fail_json(
-            msg="path %r is not a kernel runtime knob: it must be under /sys/ or /proc/sys/ "
-            "(use lowlatency.tuning.file_record before editing other files)" % module.params["path"]
-        )
-    knob = Knob(module)
+    given = [module.params["path"]] if module.params["path"] else module.params["paths"]
+    for path in given:
+        if not os.path.normpath(path).startswith(ALLOWED_PREFIXES):
+            module.fail_json(
+                msg="path %r is not a kernel runtime knob: it must be under /sys/ or /proc/sys/ "
+                "(use lowlatency.tuning.file_record before editing other files)" % path
+            )
+    present = module.params["state"] == "present"
     try:
         state = RoleState(module.params["owner"], module.params["state_dir"])
-        result = knob.present(state) if module.params["state"] == "present" else knob.absent(state)
+        if module.params["path"]:
+            knob = Knob(module, module.params["path"])
+            module.exit_json(**(knob.present(state) if present else knob.absent(state)))
+        results = []
+        for path in expand(given, module.params["sysfs_root"]):
+            knob = Knob(module, path)
+            results.append(dict(knob.present(state) if present else knob.absent(state), path=path))
     except StateError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    module.exit_json(changed=any(item["changed"] for item in results), results=results)
 
 
 def main() -> None:

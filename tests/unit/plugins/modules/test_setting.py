@@ -306,3 +306,96 @@ def test_refused_write_keeps_the_earlier_record(module_runner, tree, state_dir, 
     result = module_runner(setting, args(tree, state_dir, path=SWAPPINESS, value="5"))
     assert result["status"] == "skipped"
     assert record(state_dir) == before
+
+
+def workqueues(tree, masks):
+    for name, mask in masks.items():
+        target = tree / "sys/devices/virtual/workqueue" / name / "cpumask"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(mask + "\n")
+
+
+WQ_PATHS = [WQ_MASK, "/sys/devices/virtual/workqueue/*/cpumask"]
+
+
+def test_paths_set_every_match_in_one_call(module_runner, tree, state_dir):
+    workqueues(tree, {"writeback": "f", "blkcg_punt_bio": "f", "already": "3"})
+    result = module_runner(
+        setting, args(tree, state_dir, paths=WQ_PATHS, value="3", compare="mask")
+    )
+    assert result["changed"] is True
+    assert "status" not in result
+    by_path = {item["path"]: item for item in result["results"]}
+    assert list(by_path) == [
+        WQ_MASK,
+        "/sys/devices/virtual/workqueue/already/cpumask",
+        "/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask",
+        "/sys/devices/virtual/workqueue/writeback/cpumask",
+    ]
+    assert [item["report"]["status"] for item in result["results"]] == ["applied"] * 4
+    assert by_path["/sys/devices/virtual/workqueue/already/cpumask"]["changed"] is False
+    assert knob(tree, "/sys/devices/virtual/workqueue/writeback/cpumask").read_text() == "3"
+    entries = record(state_dir)["entries"]["setting"]
+    assert sorted(entries) == sorted(
+        set(by_path) - {"/sys/devices/virtual/workqueue/already/cpumask"}
+    )
+    assert entries["/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask"]["original"] == "f"
+
+
+def test_paths_second_run_and_check_mode_are_unchanged(module_runner, tree, state_dir):
+    workqueues(tree, {"writeback": "f"})
+    module_runner(setting, args(tree, state_dir, paths=WQ_PATHS, value="3", compare="mask"))
+    again = module_runner(setting, args(tree, state_dir, paths=WQ_PATHS, value="3", compare="mask"))
+    assert again["changed"] is False
+    check = module_runner(
+        setting,
+        args(tree, state_dir, paths=WQ_PATHS, value="1", compare="mask", _ansible_check_mode=True),
+    )
+    assert check["changed"] is True
+    assert {item["status"] for item in check["results"]} == {"would_change"}
+    assert knob(tree, "/sys/devices/virtual/workqueue/writeback/cpumask").read_text() == "3"
+
+
+def test_paths_restore_each_original(module_runner, tree, state_dir):
+    workqueues(tree, {"writeback": "f", "blkcg_punt_bio": "e"})
+    module_runner(setting, args(tree, state_dir, paths=WQ_PATHS, value="3", compare="mask"))
+    recorded = sorted(record(state_dir)["entries"]["setting"])
+    result = module_runner(setting, args(tree, state_dir, paths=recorded, state="absent"))
+    assert {item["status"] for item in result["results"]} == {"restored"}
+    assert knob(tree, "/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask").read_text() == "e"
+    assert knob(tree, WQ_MASK).read_text() == "0000000f"
+    assert not (state_dir / "kernel.json").exists()
+
+
+def test_paths_missing_plain_path_skipped_and_unmatched_pattern_adds_nothing(
+    module_runner, tree, state_dir
+):
+    result = module_runner(
+        setting,
+        args(
+            tree,
+            state_dir,
+            paths=["/sys/devices/virtual/workqueue/*/cpumask", "/sys/kernel/mm/ksm/run"],
+            value="0",
+        ),
+    )
+    assert [(item["path"], item["status"]) for item in result["results"]] == [
+        ("/sys/kernel/mm/ksm/run", "skipped")
+    ]
+
+
+def test_paths_outside_sys_fail_before_any_write(module_runner, tree, state_dir):
+    result = module_runner(
+        setting, args(tree, state_dir, paths=[SWAPPINESS, "/etc/passwd"], value="10")
+    )
+    assert result["failed"] is True
+    assert "/etc/passwd" in result["msg"]
+    assert knob(tree, SWAPPINESS).read_text() == "60\n"
+
+
+def test_path_and_paths_are_exclusive(module_runner, tree, state_dir):
+    result = module_runner(
+        setting, args(tree, state_dir, path=SWAPPINESS, paths=[SWAPPINESS], value="10")
+    )
+    assert result["failed"] is True
+    assert "mutually exclusive" in result["msg"]
