@@ -357,7 +357,7 @@ class KernelThreads:
     """Moves and raises kernel threads, and puts them back, with a record per thread."""
 
     def __init__(
-        self, module: AnsibleModule, state: RoleState, cpus: Set[int], move_to: Set[int]
+        self, module: AnsibleModule, state: Optional[RoleState], cpus: Set[int], move_to: Set[int]
     ) -> None:
         self.module = module
         self.state = state
@@ -638,7 +638,10 @@ def run_module() -> None:
         )
     result = survey(params["root"], params["units"], watched)
     if not changes:
-        module.exit_json(changed=False, moved=[], report=[], **result)
+        # Reading only: the kernel threads allowed on cpus are still counted for the report.
+        counted = KernelThreads(module, None, watched, move_to)
+        report = [counted.affinity_row(result["kernel_threads"])] if watched else []
+        module.exit_json(changed=False, moved=[], report=report, **result)
     try:
         state = RoleState(params["owner"], params["state_dir"])
         threads = KernelThreads(module, state, watched, move_to)

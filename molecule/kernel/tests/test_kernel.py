@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 
 BOOT_ARGS = [
@@ -15,6 +18,9 @@ BOOT_ARGS = [
     "nmi_watchdog=0",
     "rcupdate.rcu_normal_after_boot=1",
     "transparent_hugepage=madvise",
+    "kthread_cpus=0-1",
+    "rcu_nocb_poll",
+    "rcutree.kthread_prio=11",
 ]
 
 SYSCTLS = {
@@ -28,6 +34,7 @@ SYSCTLS = {
     "vm/dirty_ratio": "10",
     "vm/dirty_background_ratio": "3",
     "net/core/somaxconn": "4096",
+    "kernel/sched_rt_runtime_us": "-1",
 }
 
 
@@ -88,15 +95,62 @@ def test_cpu_dma_latency_held_at_zero(host):
     assert host.check_output(f'python3 -c "{DMA_READ}"').strip() == "0"
 
 
-WORKQUEUE_MASKS = [
-    "/sys/devices/virtual/workqueue/cpumask",
-    "/sys/bus/workqueue/devices/writeback/cpumask",
-]
+def test_every_unbound_workqueue_on_housekeeping(host):
+    masks = host.check_output(
+        "grep -H . /sys/devices/virtual/workqueue/cpumask /sys/devices/virtual/workqueue/*/cpumask"
+    ).splitlines()
+    # The global mask, writeback, blkcg_punt_bio at least.
+    assert len(masks) >= 3
+    assert {line.rsplit(":", 1)[0]: mask(line.rsplit(":", 1)[1]) for line in masks} == {
+        line.rsplit(":", 1)[0]: 0b0011 for line in masks
+    }
 
 
-@pytest.mark.parametrize("path", WORKQUEUE_MASKS)
-def test_workqueues_on_housekeeping(host, path):
-    assert mask(read(host, path)) == 0b0011
+# Every kernel thread allowed on CPU 2 or 3: name, flags, policy, priority.
+KTHREADS = r"""
+import json, os
+out = []
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        stat = open('/proc/%s/stat' % pid).read()
+        status = open('/proc/%s/status' % pid).read()
+    except OSError:
+        continue
+    rest = stat[stat.rindex(')') + 2:].split()
+    flags = int(rest[6])
+    cpus = [l.split(':')[1] for l in status.splitlines() if l.startswith('Cpus_allowed_list')][0]
+    allowed = set()
+    for part in cpus.strip().split(','):
+        lo, _, hi = part.partition('-')
+        allowed |= set(range(int(lo), int(hi or lo) + 1))
+    if flags & 0x00200000 and allowed & {2, 3}:
+        comm = stat[stat.index('(') + 1:stat.rindex(')')]
+        out.append([comm, flags & 0x04000000 != 0, int(rest[38]), int(rest[37])])
+print(json.dumps(out))
+"""
+
+
+def kernel_threads_on_isolated(host):
+    return json.loads(host.check_output(f"python3 -c {shlex.quote(KTHREADS)}"))
+
+
+def test_only_the_threads_the_kernel_refuses_to_move_stay_on_isolated_cpus(host):
+    threads = kernel_threads_on_isolated(host)
+    assert threads, "per-CPU threads (ksoftirqd/2, ...) are always there"
+    assert [comm for comm, refused, _, _ in threads if not refused] == []
+
+
+def test_ksoftirqd_on_isolated_cpus_at_fifo_11(host):
+    threads = kernel_threads_on_isolated(host)
+    ksoftirqd = sorted(
+        (comm, policy, prio) for comm, _, policy, prio in threads if comm.startswith("ksoftirqd/")
+    )
+    assert ksoftirqd == [("ksoftirqd/2", 1, 11), ("ksoftirqd/3", 1, 11)]
+
+
+def test_rcu_nocb_poll_taken(host):
+    # rcu_nocb_poll is an early parameter with no sysfs file: RCU says so at boot.
+    assert "Poll for callbacks from no-CBs CPUs." in host.check_output("dmesg")
 
 
 def test_ksm_off_and_thp_madvise(host):
@@ -107,3 +161,4 @@ def test_ksm_off_and_thp_madvise(host):
 def test_records_kept_for_rollback(host):
     assert host.file("/var/lib/lowlatency-tuning/kernel.json").exists
     assert host.file("/var/lib/lowlatency-tuning/cmdline/kernel.json").exists
+    assert host.file("/var/lib/lowlatency-tuning/kernel-kthreads.json").exists

@@ -323,3 +323,16 @@ def test_bad_kernel_thread_input(module_runner, kroot, tmp_path, extra, message,
     assert result["failed"] is True
     assert message in result["msg"]
     assert writes == []
+
+
+def test_reading_only_still_counts_the_kernel_threads(module_runner, kroot, writes):
+    result = module_runner(process_affinity, {"root": str(kroot), "cpus": "2-3"})
+    assert result["changed"] is False
+    assert writes == []
+    row = result["report"][0]
+    assert (row["setting"], row["actual"], row["status"]) == (
+        "kernel threads allowed on CPUs 2-3",
+        "5",
+        "skipped",
+    )
+    assert "2 movable: kthreadd, rcu_preempt" in row["reason"]
