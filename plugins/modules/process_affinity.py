@@ -22,7 +22,7 @@ description:
   - With O(move_to), every kernel thread allowed on O(cpus) that the kernel lets move is moved
     onto O(move_to) (C(sched_setaffinity)). Kernel threads with C(PF_NO_SETAFFINITY) (per-CPU
     threads such as C(ksoftirqd/N), and workqueue workers, which follow the workqueue cpumasks)
-    cannot be moved: they are counted and named in the report as refused by the kernel.
+    cannot be moved; they are counted and named in the report as refused by the kernel.
   - With O(priority), the per-CPU kernel threads of O(priority_threads) on O(cpus) get
     C(SCHED_FIFO) at that priority, so that a real-time service pinned there cannot starve them.
   - What it changes is recorded first (per thread, with its start time and the boot it was
@@ -160,7 +160,7 @@ report:
   description:
     - Rows for the role's report. With O(state=present) the first counts the kernel threads still
       allowed on O(cpus) and names those the kernel refuses to move (expected is the count of
-      refused ones: every movable one should be gone); with O(priority) a second row gives the
+      refused ones, as every movable one should be gone); with O(priority) a second row gives the
       threads' policy and priority. With O(state=absent) one row says what was put back.
   type: list
   elements: dict
