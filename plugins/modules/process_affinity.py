@@ -536,7 +536,7 @@ class KernelThreads:
         failures: List[str] = []
         for key in sorted(entries):
             entry = entries[key]
-            kind, _, tid_text = key.partition("/")
+            kind, tid_text = key.split("/", 1)
             tid = int(tid_text)
             same = entry.get("boot") == self.boot and self.identity(tid) == (
                 entry.get("comm"),

@@ -137,13 +137,15 @@ def kernel_threads_on_isolated(host):
 def test_only_the_threads_the_kernel_refuses_to_move_stay_on_isolated_cpus(host):
     threads = kernel_threads_on_isolated(host)
     assert threads, "per-CPU threads (ksoftirqd/2, ...) are always there"
-    assert [comm for comm, refused, _, _ in threads if not refused] == []
+    assert [thread[0] for thread in threads if not thread[1]] == []
 
 
 def test_ksoftirqd_on_isolated_cpus_at_fifo_11(host):
     threads = kernel_threads_on_isolated(host)
     ksoftirqd = sorted(
-        (comm, policy, prio) for comm, _, policy, prio in threads if comm.startswith("ksoftirqd/")
+        (thread[0], thread[2], thread[3])
+        for thread in threads
+        if thread[0].startswith("ksoftirqd/")
     )
     assert ksoftirqd == [("ksoftirqd/2", 1, 11), ("ksoftirqd/3", 1, 11)]
 
