@@ -207,8 +207,11 @@ from typing import Any, Dict, List, Optional, Tuple  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.lowlatency.tuning.plugins.module_utils.cpus import (  # noqa: E402
     CpuSetError,
-    parse_cpulist,
-    parse_mask,
+)
+from ansible_collections.lowlatency.tuning.plugins.module_utils.knob import (  # noqa: E402
+    normalize,
+    same,
+    selected_word,
 )
 from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (  # noqa: E402
     RoleState,
@@ -218,29 +221,6 @@ from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (  
 )
 
 ALLOWED_PREFIXES = ("/sys/", "/proc/sys/")
-
-
-def normalize(text: Optional[str], compare: str) -> Any:
-    """Comparable form of a value as read or as given."""
-    if text is None:
-        return None
-    if compare == "bracketed":
-        return selected_word(text)
-    if compare == "cpulist":
-        return frozenset(parse_cpulist(text, allow_empty=True))
-    if compare == "mask":
-        return frozenset(parse_mask(text))
-    if compare == "int":
-        return int(text.strip())
-    return " ".join(text.split())
-
-
-def selected_word(text: str) -> str:
-    """'always madvise [never]' -> 'never'; a file without brackets -> its text."""
-    for word in text.split():
-        if word.startswith("[") and word.endswith("]"):
-            return word[1:-1]
-    return " ".join(text.split())
 
 
 def writable_form(text: str, compare: str) -> str:
@@ -268,13 +248,6 @@ def write_knob(real_path: str, value: str) -> None:
         os.write(fd, value.encode("utf-8"))
     finally:
         os.close(fd)
-
-
-def same(actual: Optional[str], expected: str, compare: str) -> bool:
-    try:
-        return normalize(actual, compare) == normalize(expected, compare)
-    except (CpuSetError, ValueError):
-        return False
 
 
 class Knob:
