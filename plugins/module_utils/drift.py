@@ -274,7 +274,7 @@ def _override_row(
         value, source = hits[key]
         now = " (in effect: %s)" % effective[key] if effective and key in effective else ""
         parts.append("%s=%s by %s%s" % (key, value, source, now))
-    files = sorted({source for _, source in hits.values()})
+    files = sorted({hit[1] for hit in hits.values()})
     reason = "%s %s: %s (ours: %s)" % (
         ", ".join(files),
         "overrides it" if len(files) == 1 else "override it",
@@ -424,7 +424,7 @@ def check_dropin(
     effective: Dict[str, str] = {}
     hits: Dict[str, Tuple[str, str]] = {}
     for key, value in ours.items():
-        name, _, env_name = key.partition(":")
+        name, env_name = key.split(":", 1) if ":" in key else (key, "")
         values = shown.get(name)
         if values is None:
             # A property systemctl does not show for this unit: the last later file decides.

@@ -35,7 +35,7 @@ from ansible_collections.lowlatency.tuning.plugins.module_utils.state import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
     parser.add_argument("--textfile-dir", default="/var/lib/prometheus/node-exporter")
     parser.add_argument("--name", default="lowlatency_tuning.prom")
