@@ -88,11 +88,13 @@ Runner = Callable[[List[str]], Tuple[int, str, str]]
 
 
 def run_command(argv: List[str]) -> Tuple[int, str, str]:
-    """Run argv; (rc, stdout, stderr), rc 127 when the program is missing."""
+    """Run argv; (rc, stdout, stderr), rc 127 when the program is missing, 124 on a timeout."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
     except FileNotFoundError as exc:
         return 127, "", str(exc)
+    except subprocess.TimeoutExpired:
+        return 124, "", "no answer in 60 s"
     return proc.returncode, proc.stdout, proc.stderr
 
 
