@@ -277,10 +277,8 @@ def _override_row(
         now = " (in effect: %s)" % effective[key] if effective and key in effective else ""
         parts.append("%s=%s by %s%s" % (key, value, source, now))
     files = sorted({hit[1] for hit in hits.values()})
-    reason = "%s %s: %s (ours: %s)" % (
+    reason = "overridden by %s; ours: %s" % (
         ", ".join(files),
-        "overrides it" if len(files) == 1 else "override it",
-        "; ".join(parts),
         ", ".join("%s=%s" % (key, ours[key]) for key in sorted(hits)),
     )
     return _row(owner, path, "; ".join(parts), "drifted", reason)

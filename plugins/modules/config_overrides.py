@@ -80,9 +80,7 @@ report:
       expected: none
       actual: vm.swappiness=60 by /etc/sysctl.d/99-local.conf
       status: drifted
-      reason: >-
-        /etc/sysctl.d/99-local.conf overrides it: vm.swappiness=60 by
-        /etc/sysctl.d/99-local.conf (ours: vm.swappiness=10)
+      reason: "overridden by /etc/sysctl.d/99-local.conf; ours: vm.swappiness=10"
       pending_reboot: false
       owner: kernel
 """
