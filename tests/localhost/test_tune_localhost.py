@@ -65,6 +65,11 @@ def test_tune_benchmark_verify_rollback(playbook, tmp_path):
         sysctl = by_setting[("kernel", "/proc/sys/vm/stat_interval")]
         assert (sysctl["status"], sysctl["actual"]) == ("applied", "10")
         assert pathlib.Path("/proc/sys/vm/stat_interval").read_text().strip() == "10"
+        # Its sysctl.d file, checked for a later file that overrides it.
+        overrides = by_setting[
+            ("verify", "overrides of /etc/sysctl.d/90-lowlatency-tuning-localhost-test.conf")
+        ]
+        assert overrides["status"] == "applied", overrides
 
         # The service: healthy, only on its address, on the isolated CPU, as its user.
         isolated = by_setting[("cpu_layout", "cpu_layout:isolated")]["actual"]
