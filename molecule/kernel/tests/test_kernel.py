@@ -35,6 +35,7 @@ SYSCTLS = {
     "vm/dirty_background_ratio": "3",
     "net/core/somaxconn": "4096",
     "kernel/sched_rt_runtime_us": "-1",
+    "kernel/hung_task_timeout_secs": "600",
 }
 
 
@@ -93,6 +94,28 @@ def test_cpu_dma_latency_held_at_zero(host):
     assert host.service("lowlatency-cpu-dma-latency").is_enabled
     # Reading gives the kernel's current limit, a native 32-bit integer.
     assert host.check_output(f'python3 -c "{DMA_READ}"').strip() == "0"
+
+
+PM_QOS = "/sys/devices/system/cpu/cpu{}/power/pm_qos_resume_latency_us"
+TMPFILES = "/etc/tmpfiles.d/lowlatency-tuning-kernel.conf"
+
+
+@pytest.mark.parametrize(("cpu", "value"), [(0, "0"), (1, "0"), (2, "n/a"), (3, "n/a")])
+def test_resume_latency_held_on_isolated_cpus_only(host, cpu, value):
+    # n/a: no exit latency accepted; 0: no limit, the housekeeping CPUs' own.
+    assert read(host, PM_QOS.format(cpu)) == value
+
+
+def test_resume_latency_written_again_at_boot(host):
+    lines = read(host, TMPFILES).splitlines()
+    held = [line for line in lines if "pm_qos_resume_latency_us" in line]
+    assert held == [f"w {PM_QOS.format(cpu)} - - - - n/a" for cpu in (2, 3)]
+
+
+def test_corrected_machine_check_errors_ignored(host):
+    switches = host.check_output("cat /sys/devices/system/machinecheck/machinecheck*/ignore_ce")
+    # One kernel-wide switch, written once and shown under every CPU.
+    assert switches.split() == ["1"] * 4
 
 
 def test_every_unbound_workqueue_on_housekeeping(host):
