@@ -60,6 +60,6 @@ def test_grub_default_names_the_running_kernel(host):
 def test_record_keeps_the_kernel_from_before(host):
     before = json.loads(read(host, "/root/realtime.before.json"))
     record = json.loads(read(host, "/var/lib/lowlatency-tuning/kernel-flavor.previous.json"))
-    assert record["previous_kernel"] == before["kernel"]
+    assert [record["previous_kernel"]] == before["kernel"]
     assert record["previous_kernel"] != host.check_output("uname -r")
     assert "linux-image-rt-amd64" in record["installed_packages"]
