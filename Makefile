@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-comm
 # The scenarios `make test` (and so CI) runs, two at a time: all of them,
 # integration, the longest, first so that the other lane takes the rest
 # (docs/testbed.md, "Two scenarios at a time").
-CI_SCENARIOS ?= integration hugepages kernel testbed smt irq service_pinning cpu_layout nic fleet
+CI_SCENARIOS ?= integration hugepages kernel testbed smt irq service_pinning cpu_layout nic realtime fleet
 
 .PHONY: help setup system-deps lint sanity unit localhost molecule molecule-ci test demo compare proto proto-check lock clean
 
