@@ -13,9 +13,10 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils debootstrap grub-pc-bin grub2-comm
 	parted dosfstools e2fsprogs openssh-client rsync iproute2 procps util-linux \
 	mmdebstrap
 # The scenarios `make test` (and so CI) runs, two at a time: all of them,
-# integration, the longest, first so that the other lane takes the rest
-# (docs/testbed.md, "Two scenarios at a time").
-CI_SCENARIOS ?= integration hugepages kernel testbed smt irq service_pinning cpu_layout nic realtime fleet
+# longest first (integration, then realtime) so that no long one starts last
+# and leaves one lane idle (docs/testbed.md, "Two scenarios at a time";
+# times in docs/ci-time.md).
+CI_SCENARIOS ?= integration realtime hugepages kernel service_pinning irq smt fleet nic testbed cpu_layout
 
 .PHONY: help setup system-deps lint sanity unit localhost molecule molecule-ci test demo compare proto proto-check lock clean
 
